@@ -434,14 +434,19 @@ class CollaborativeModule(L.LightningModule):
     def _update_metric(self, metric: ModelwiseClassification, batch: Any) -> None:
         inputs, targets = batch[0].to(self.device), batch[1].to(self.device)
         if self.resolved_execution() == "vectorized":
-            params = {
-                name: torch.cat([stacked.detach(), server.detach().unsqueeze(0)])
-                for (name, stacked), server in zip(self.pool.param_dict().items(), self.server_params(), strict=True)
-            }
+            # every agent, twin and the server as one stack of models
+            params = self.pool.with_aliases(
+                {
+                    name: torch.cat([stacked.detach(), server.detach().unsqueeze(0)])
+                    for name, stacked, server in zip(
+                        self.pool.param_names, self.pool.stacked_params(), self.server_params(), strict=True
+                    )
+                }
+            )
             buffers = {
                 name: torch.cat([stacked, server.unsqueeze(0)])
-                for (name, stacked), server in zip(
-                    self.pool.buffer_dict().items(), self.server_buffer_list(), strict=True
+                for name, stacked, server in zip(
+                    self.pool.buffer_names, self.pool.stacked_buffers(), self.server_buffer_list(), strict=True
                 )
             }
             outputs = self.pool.vectorized_outputs(params, buffers, inputs, chunk_size=self.eval_chunk_size)
@@ -457,7 +462,7 @@ class CollaborativeModule(L.LightningModule):
     def _server_forward(self, inputs: Tensor) -> Tensor:
         template = self.pool._template
         template.eval()
-        params = dict(zip(self.pool.param_names, self.server_params(), strict=True))
+        params = self.pool.with_aliases(dict(zip(self.pool.param_names, self.server_params(), strict=True)))
         buffers = dict(zip(self.pool.buffer_names, self.server_buffer_list(), strict=True))
         return torch.func.functional_call(template, (params, buffers), (inputs,))
 

@@ -87,6 +87,13 @@ class AgentPool(nn.Module):
         self.randomness = randomness
 
         self.param_names = [name for name, _ in model.named_parameters()]
+        # tied weights (one Parameter under several names): every alias reads its canonical name's rows
+        canonical = {id(p): name for name, p in model.named_parameters()}
+        self.param_aliases = {
+            name: canonical[id(p)]
+            for name, p in model.named_parameters(remove_duplicate=False)
+            if canonical[id(p)] != name
+        }
         self.buffer_names = [name for name, _ in model.named_buffers()]
         self.params = nn.ParameterDict(
             {
@@ -123,10 +130,17 @@ class AgentPool(nn.Module):
         return [getattr(self.buffers_, key) for key in self.buffer_keys]
 
     def param_dict(self, rows: Tensor | None = None) -> dict[str, Tensor]:
+        """Stacked parameters by name (tied aliases included), optionally only the given rows."""
         params = self.stacked_params()
         if rows is None:
-            return dict(zip(self.param_names, params, strict=True))
-        return {name: p.index_select(0, rows) for name, p in zip(self.param_names, params, strict=True)}
+            selected = dict(zip(self.param_names, params, strict=True))
+        else:
+            selected = {name: p.index_select(0, rows) for name, p in zip(self.param_names, params, strict=True)}
+        return self.with_aliases(selected)
+
+    def with_aliases(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Add the tied aliases to a name -> tensor mapping (the template on the meta device is untied)."""
+        return params | {alias: params[name] for alias, name in self.param_aliases.items()}
 
     def buffer_dict(self, rows: Tensor | None = None) -> dict[str, Tensor]:
         buffers = self.stacked_buffers()
@@ -224,11 +238,10 @@ class AgentPool(nn.Module):
             view = nn.Parameter(stacked.detach()[row])
             view.grad = stacked.grad[row]
             views[name] = view
-        # named_parameters(remove_duplicate=False) also lists tied names, which must share one view
-        for name, _ in self._template.named_parameters(remove_duplicate=False):
+        # tied names must share one view
+        for name, view in self.with_aliases(views).items():
             owner, leaf = _split_name(replica, name)
-            canonical = name if name in views else _tied_canonical(self._template, name)
-            owner._parameters[leaf] = views[canonical]
+            owner._parameters[leaf] = view
         for name, stacked in zip(self.buffer_names, self.stacked_buffers(), strict=True):
             owner, leaf = _split_name(replica, name)
             owner._buffers[leaf] = stacked[row]
@@ -246,12 +259,3 @@ def _split_name(root: nn.Module, name: str) -> tuple[nn.Module, str]:
     for part in path:
         owner = getattr(owner, part)
     return owner, leaf
-
-
-def _tied_canonical(model: nn.Module, name: str) -> str:
-    owner, leaf = _split_name(model, name)
-    target = owner._parameters[leaf]
-    for canonical, param in model.named_parameters():
-        if param is target:
-            return canonical
-    raise KeyError(name)

@@ -1,0 +1,106 @@
+"""The ``lightning-cgs`` command on the shipped digits config, and the report it leaves behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lightning_cgs.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def powerlaw_sizes(total: int, agents: int, exponent: float = 1.65911332899) -> list[int]:
+    """DESIGN.md section 3, worked out with the math module: linspace between the 1% and 99% quantiles."""
+    low, high = 0.01 ** (1 / exponent), 0.99 ** (1 / exponent)
+    points = [low + (high - low) * k / (agents - 1) for k in range(agents)]
+    sizes = [math.ceil(round(p / sum(points) * total, 9)) for p in points]
+    sizes[-1] -= sum(sizes) - total
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "digits.yaml"),
+            "--trainer.max_epochs=3",
+            f"--trainer.logger.init_args.save_dir={folder}",
+            f"--trainer.default_root_dir={folder}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    (run,) = (folder / "digits").iterdir()
+    return run
+
+
+def test_fit_writes_the_report_and_the_metrics(digits_run: Path) -> None:
+    report = json.loads((digits_run / "fairness_report.json").read_text())
+    assert report["rounds"] == 3
+    assert [row["agent"] for row in report["agents"]] == [0, 1, 2, 3, 4]
+    assert [row["shard_size"] for row in report["agents"]] == powerlaw_sizes(1347, 5)
+    assert set(report["summary"]) >= {
+        "rho_standalone",
+        "rho_cgsv",
+        "individual_rationality",
+        "best_accuracy",
+        "server_accuracy",
+        "seconds_per_round",
+    }
+    reputations = [row["reputation"] for row in report["agents"]]
+    assert math.isclose(sum(reputations), 1.0, abs_tol=1e-5)
+    assert max(row["reward_fraction"] for row in report["agents"]) == 1.0
+
+    # the report agrees with what was logged after the last round
+    with (digits_run / "metrics.csv").open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("test/accuracy/agent_0")]
+    last = rows[-1]
+    for row in report["agents"]:
+        i = row["agent"]
+        assert math.isclose(float(last[f"test/accuracy/agent_{i}"]), row["final_accuracy"], abs_tol=1e-6)
+        assert math.isclose(
+            float(last[f"test/standalone_accuracy/agent_{i}"]), row["standalone_accuracy"], abs_tol=1e-6
+        )
+        assert math.isclose(float(last[f"cgsv/reputation/agent_{i}"]), row["reputation"], abs_tol=1e-6)
+        assert math.isclose(float(last[f"reward/fraction/agent_{i}"]), row["reward_fraction"], abs_tol=1e-6)
+    best = max(row["final_accuracy"] for row in report["agents"])
+    assert math.isclose(report["summary"]["best_accuracy"], best, abs_tol=1e-6)
+
+
+def test_report_csv_has_the_table_and_the_summary(digits_run: Path) -> None:
+    with (digits_run / "fairness_report.csv").open() as handle:
+        lines = list(csv.reader(handle))
+    assert lines[0] == ["agent", "shard_size", "standalone_accuracy", "final_accuracy", "reputation", "reward_fraction"]
+    assert [line[0] for line in lines[1:6]] == ["0", "1", "2", "3", "4"]
+    measures = dict(line for line in lines[7:] if len(line) == 2)
+    assert measures["rounds"] == "3"
+    assert {"rho_standalone", "rho_cgsv", "individual_rationality", "seconds_per_round"} <= set(measures)
+
+
+def test_config_is_saved_for_reproduction(digits_run: Path) -> None:
+    saved = (digits_run / "config.yaml").read_text()
+    assert "lightning_cgs.CosineGradientShapley" in saved
+    assert "num_agents: 5" in saved
+
+
+def test_unknown_dataset_fails_before_training(tmp_path) -> None:
+    message = (
+        r"Expected `dataset` to be one of \['digits', 'fashion_mnist', 'mnist'\] or a torch Dataset, but got 'cifar100'"
+    )
+    with pytest.raises(ValueError, match=message):
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs" / "digits.yaml"),
+                "--data.dataset=cifar100",
+                f"--trainer.default_root_dir={tmp_path}",
+            ]
+        )
