@@ -168,7 +168,10 @@ class CollaborativeModule(L.LightningModule):
         self.register_buffer("shard_sizes", torch.zeros(num_agents, dtype=torch.long))
 
         self._round_start: list[Tensor] | None = None
-        self._round_samples = torch.zeros(num_agents, dtype=torch.long)
+        # per-round counters, on the module's device (no host synchronisation inside a step)
+        self.register_buffer("_round_samples", torch.zeros(num_agents, dtype=torch.long), persistent=False)
+        self.register_buffer("_round_steps", torch.zeros(num_rows, dtype=torch.long), persistent=False)
+        self.register_buffer("_round_loss", torch.zeros(num_rows, dtype=torch.float64), persistent=False)
         self._round_clock = 0.0
         self._updates: Tensor | None = None
         self.round: RoundRecord | None = None
@@ -248,33 +251,55 @@ class CollaborativeModule(L.LightningModule):
             self._open_round()
         optimizer = self.optimizers()
         self.pool.zero_grad_rows()
-        loss_sum, count = torch.zeros((), device=self.device), 0
         lr_scale = torch.ones(self.pool.num_rows, dtype=torch.float64, device=self.device)
+        completed = self.round_index * (self.local_epochs if self.lr_decay_every == "local_epoch" else 1)
         active = []
         for group in batch.groups:
-            rows = group.agents.to(self.device)
-            inputs, targets = group.inputs, group.targets
-            exponent = group.local_epochs.to(self.device, torch.float64)
+            rows, inputs, targets = group.agents, group.inputs, group.targets
+            epochs = group.local_epochs.to(torch.float64)
             if self.lr_decay_every == "round":
-                exponent = torch.zeros_like(exponent)
-            exponent = exponent + self.round_index * (self.local_epochs if self.lr_decay_every == "local_epoch" else 1)
-            if self.standalone_baseline:
+                epochs = torch.zeros_like(epochs)
+            if self.standalone_baseline:  # each twin trains on its agent's batch
                 rows = torch.cat([rows, rows + self.num_agents])
                 inputs, targets = torch.cat([inputs, inputs]), torch.cat([targets, targets])
-                exponent = torch.cat([exponent, exponent])
-            lr_scale[rows] = self.lr_decay**exponent
+                epochs = torch.cat([epochs, epochs])
+            lr_scale[rows] = self.lr_decay ** (epochs + completed)
             losses = self._forward_backward(rows, inputs, targets)
-            agents_only = losses[: group.agents.numel()]
-            loss_sum, count = loss_sum + agents_only.sum(), count + agents_only.numel()
-            self._round_samples.index_add_(0, group.agents.cpu(), torch.full_like(group.agents.cpu(), targets.shape[1]))
+            self._round_loss.index_add_(0, rows, losses.to(self._round_loss.dtype))
+            self._round_steps.index_add_(0, rows, torch.ones_like(rows))
+            self._round_samples.index_add_(0, group.agents, torch.full_like(group.agents, group.batch_size))
             active.append(rows)
 
         rows = torch.cat(active)
+        # agents that finished their local epochs are in no group: they take no step (Adam's moments stay put)
         optimizer.step(rows=None if rows.numel() == self.pool.num_rows else rows, lr_scale=lr_scale)
-        self.log("train/loss", loss_sum / max(count, 1), on_step=True, on_epoch=True, prog_bar=True, batch_size=1)
         if batch.last:
             self._round_clock = time.perf_counter() - self._round_clock
             self.round = RoundRecord(round_index=self.round_index, seconds={"train": self._round_clock})
+            self._log_train_loss()
+
+    def _log_train_loss(self) -> None:
+        agents = self.agent_rows
+        per_agent = (self._round_loss[agents] / self._round_steps[agents].clamp(min=1)).tolist()
+        self.log(
+            "train/loss", sum(per_agent) / len(per_agent), on_step=False, on_epoch=True, prog_bar=True, batch_size=1
+        )
+        self.log_round_metrics({f"train/loss/agent_{i}": value for i, value in enumerate(per_agent)})
+
+    def log_round_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Send per-agent scalars straight to the trainer's loggers, on global rank zero, at this round's step.
+
+        ``self.log`` reduces and synchronises every key on every call, which costs per key and per call; these
+        values are already final, and there can be hundreds of them per round. The step is the one Lightning gives
+        the metrics logged in this round's last batch, so both land at the same point of the x-axis.
+        """
+        trainer = self.trainer
+        if not trainer.is_global_zero or not trainer.loggers or not metrics:
+            return
+        step = max(trainer.global_step - 1, 0)
+        values = {**metrics, "epoch": self.current_epoch}
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=step)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if isinstance(batch, RoundStep) and batch.last:
@@ -316,26 +341,31 @@ class CollaborativeModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- training
     def _forward_backward(self, rows: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
-        """Forward and backward of every row on its own batch; gradients land in the stacked store."""
+        """Forward and backward of every row on its own batch; gradients land in the stacked store.
+
+        ``rows`` lists distinct rows; when it lists all of them, they are in order (agents in a group are
+        increasing and twins follow their agents), so the stacked tensors serve as they are, without a gather.
+        """
         if self.resolved_execution() == "vectorized":
-            full = rows.numel() == self.pool.num_rows and bool(
-                (rows == torch.arange(rows.numel(), device=rows.device)).all()
-            )
+            full = rows.numel() == self.pool.num_rows
             losses = self.pool.vectorized_losses(None if full else rows, inputs, targets, self.loss_fn)
-            self.manual_backward(losses.sum())
-            return losses.detach()
-        losses = []
-        for k, (_, replica) in enumerate(self.pool.iter_replicas(rows)):
-            replica.train()
-            loss = self.loss_fn(replica(inputs[k]), targets[k])
-            self.manual_backward(loss)
-            losses.append(loss.detach())
-        return torch.stack(losses)
+        else:
+            # the rows' graphs are disjoint, so one backward through their sum gives each row its own gradient
+            losses = torch.stack(
+                [
+                    self.loss_fn(replica.train()(inputs[k]), targets[k])
+                    for k, (_, replica) in enumerate(self.pool.iter_replicas(rows))
+                ]
+            )
+        self.manual_backward(losses.sum())
+        return losses.detach()
 
     # ----------------------------------------------------------------------------------------------- rounds
     def _open_round(self) -> None:
         self._round_start = [p.detach()[self.agent_rows].clone() for p in self.pool.stacked_params()]
         self._round_samples.zero_()
+        self._round_steps.zero_()
+        self._round_loss.zero_()
         self._updates = None
         self.round = None
         self._round_clock = time.perf_counter()
@@ -370,7 +400,7 @@ class CollaborativeModule(L.LightningModule):
 
     def round_samples(self) -> Tensor:
         """Examples each agent trained on in this round so far, ``(N,)`` (E times its shard size at round end)."""
-        return self._round_samples.clone()
+        return self._round_samples.cpu()
 
     def apply_server_update(self, aggregate: Tensor) -> None:
         """Move the server model by the flat aggregate ``(d,)``; its buffers become the agents' weighted mean."""
@@ -419,7 +449,7 @@ class CollaborativeModule(L.LightningModule):
                 )
                 self._warned_no_reward = True
         if self.round_index == 0:
-            self.shard_sizes.copy_(self._round_samples // self.local_epochs)
+            self.shard_sizes.copy_(self._round_samples.cpu() // self.local_epochs)
         seconds = dict(self.round.seconds) if self.round is not None else {}
         self.round_history.append({"round": self.round_index, **seconds})
         self.rounds_completed += 1

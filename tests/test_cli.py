@@ -59,9 +59,11 @@ def test_fit_writes_the_report_and_the_metrics(digits_run: Path) -> None:
     assert max(row["reward_fraction"] for row in report["agents"]) == 1.0
 
     # the report agrees with what was logged after the last round
+    by_step: dict[int, dict[str, str]] = {}
     with (digits_run / "metrics.csv").open() as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("test/accuracy/agent_0")]
-    last = rows[-1]
+        for row in csv.DictReader(handle):  # a step's values may be spread over several rows
+            by_step.setdefault(int(row["step"]), {}).update({k: v for k, v in row.items() if v})
+    last = by_step[max(by_step)]
     for row in report["agents"]:
         i = row["agent"]
         assert math.isclose(float(last[f"test/accuracy/agent_{i}"]), row["final_accuracy"], abs_tol=1e-6)

@@ -136,7 +136,7 @@ class CosineGradientShapley(L.Callback):
         for i, (psi, rep) in enumerate(zip(self.contributions.tolist(), self.reputation.tolist(), strict=True)):
             metrics[f"cgsv/contribution/agent_{i}"] = psi
             metrics[f"cgsv/reputation/agent_{i}"] = rep
-        module.log_dict(metrics, on_step=False, on_epoch=True, batch_size=1)
+        module.log_round_metrics(metrics)
 
     def _weights(self, module: Any) -> Tensor:
         if self.rounds_done > 0 and self.reputation is not None:

@@ -87,12 +87,7 @@ class FairGradientReward(L.Callback):
         self.fractions = fractions.detach().cpu()
         self.rounds_done = module.round_index + 1
         record.seconds["reward"] = time.perf_counter() - started
-        module.log_dict(
-            {f"reward/fraction/agent_{i}": q for i, q in enumerate(self.fractions.tolist())},
-            on_step=False,
-            on_epoch=True,
-            batch_size=1,
-        )
+        module.log_round_metrics({f"reward/fraction/agent_{i}": q for i, q in enumerate(self.fractions.tolist())})
 
     def state_dict(self) -> dict[str, Any]:
         return {"fractions": self.fractions, "rounds_done": self.rounds_done}
