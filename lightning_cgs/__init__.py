@@ -8,16 +8,20 @@ from lightning_cgs.callbacks import CosineGradientShapley, FairGradientReward, F
 from lightning_cgs.data import CollaborativeDataModule
 from lightning_cgs.module import CollaborativeModule, Evaluation
 from lightning_cgs.report import FairnessReport
+from lightning_cgs.tracking import CollaborativeWandbLogger, FairnessSeries, RoundProgressBar
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CollaborativeDataModule",
     "CollaborativeModule",
+    "CollaborativeWandbLogger",
     "CosineGradientShapley",
     "Evaluation",
     "FairGradientReward",
     "FairnessMonitor",
     "FairnessReport",
+    "FairnessSeries",
+    "RoundProgressBar",
     "__version__",
 ]

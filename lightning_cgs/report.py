@@ -51,12 +51,23 @@ def fairness_measures(
 
 @dataclass
 class FairnessReport:
-    """The final per-agent table and summary of a run."""
+    """The final per-agent table and summary of a run.
+
+    Attributes:
+        agents: one row per agent, with the keys of ``AGENT_COLUMNS``.
+        summary: the fairness and performance measures, with the keys of ``SUMMARY_KEYS`` (``None`` where undefined).
+        rounds: rounds completed.
+        history: one record per evaluation: ``round`` (0-based index), the measures, ``accuracy`` and
+            ``standalone_accuracy`` of every agent, ``server_accuracy``.
+        per_round: one record per round: ``round`` (0-based index), every agent's ``contributions``, ``reputation``
+            and ``reward_fraction`` (``None`` where the callback that computes it was absent).
+    """
 
     agents: list[dict[str, Any]]
     summary: dict[str, float | int | None]
     rounds: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    per_round: list[dict[str, Any]] = field(default_factory=list)
 
     def format(self) -> str:
         """A plain-text table, as printed at the end of a run."""

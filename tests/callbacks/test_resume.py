@@ -88,6 +88,9 @@ def test_killed_run_resumes_to_the_uninterrupted_state(tmp_path) -> None:
                 assert value == other
     assert straight_callbacks[2].history == resumed_callbacks[2].history
     assert len(resumed_callbacks[2].history) == ROUNDS
+    # the per-round records behind the figures and W&B charts survive the restart, each round once
+    assert straight_callbacks[2].per_round == resumed_callbacks[2].per_round
+    assert [record["round"] for record in resumed_callbacks[2].per_round] == list(range(ROUNDS))
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path) -> None:
