@@ -6,7 +6,8 @@ Guarantee Fairness in Collaborative Machine Learning", NeurIPS 2021.
 
 from lightning_cgs.callbacks import CosineGradientShapley, FairGradientReward, FairnessMonitor
 from lightning_cgs.data import CollaborativeDataModule
-from lightning_cgs.module import CollaborativeModule, Evaluation
+from lightning_cgs.evaluation import Evaluation
+from lightning_cgs.module import CollaborativeModule
 from lightning_cgs.report import FairnessReport
 from lightning_cgs.tracking import CollaborativeWandbLogger, FairnessSeries, RoundProgressBar
 

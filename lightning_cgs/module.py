@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from lightning_cgs.agents.optim import AgentOptimizer, OptimizerName, build_agent_optimizer
 from lightning_cgs.agents.pool import AgentPool, Randomness
 from lightning_cgs.data.batch import RoundStep
+from lightning_cgs.evaluation import Evaluation, all_model_outputs, evaluation_metrics
 from lightning_cgs.metrics import ModelwiseClassification
 
 Execution = Literal["auto", "vectorized", "sequential"]
@@ -25,18 +26,6 @@ LossName = Literal["cross_entropy", "nll"]
 FreeRide = Literal["zero", "random"]
 
 _LOSSES = {"cross_entropy": F.cross_entropy, "nll": F.nll_loss}
-
-
-@dataclass
-class Evaluation:
-    """Test accuracy and loss of the collaborative agents, their standalone twins and the server model."""
-
-    accuracy: Tensor
-    loss: Tensor
-    standalone_accuracy: Tensor | None
-    standalone_loss: Tensor | None
-    server_accuracy: float
-    server_loss: float
 
 
 @dataclass
@@ -350,13 +339,13 @@ class CollaborativeModule(L.LightningModule):
             full = rows.numel() == self.pool.num_rows
             losses = self.pool.vectorized_losses(None if full else rows, inputs, targets, self.loss_fn)
         else:
-            # the rows' graphs are disjoint, so one backward through their sum gives each row its own gradient
-            losses = torch.stack(
-                [
-                    self.loss_fn(replica.train()(inputs[k]), targets[k])
-                    for k, (_, replica) in enumerate(self.pool.iter_replicas(rows))
-                ]
-            )
+            # one backward per row right after its forward: the activations of only one row are alive at a time
+            losses = []
+            for k, (_, replica) in enumerate(self.pool.iter_replicas(rows)):
+                loss = self.loss_fn(replica.train()(inputs[k]), targets[k])
+                self.manual_backward(loss)
+                losses.append(loss.detach())
+            return torch.stack(losses)
         self.manual_backward(losses.sum())
         return losses.detach()
 
@@ -463,38 +452,15 @@ class CollaborativeModule(L.LightningModule):
     @torch.no_grad()
     def _update_metric(self, metric: ModelwiseClassification, batch: Any) -> None:
         inputs, targets = batch[0].to(self.device), batch[1].to(self.device)
-        if self.resolved_execution() == "vectorized":
-            # every agent, twin and the server as one stack of models
-            params = self.pool.with_aliases(
-                {
-                    name: torch.cat([stacked.detach(), server.detach().unsqueeze(0)])
-                    for name, stacked, server in zip(
-                        self.pool.param_names, self.pool.stacked_params(), self.server_params(), strict=True
-                    )
-                }
-            )
-            buffers = {
-                name: torch.cat([stacked, server.unsqueeze(0)])
-                for name, stacked, server in zip(
-                    self.pool.buffer_names, self.pool.stacked_buffers(), self.server_buffer_list(), strict=True
-                )
-            }
-            outputs = self.pool.vectorized_outputs(params, buffers, inputs, chunk_size=self.eval_chunk_size)
-        else:
-            outputs_list = []
-            for _, replica in self.pool.iter_replicas(torch.arange(self.pool.num_rows)):
-                replica.eval()
-                outputs_list.append(replica(inputs))
-            outputs_list.append(self._server_forward(inputs))
-            outputs = torch.stack(outputs_list)
+        outputs = all_model_outputs(
+            self.pool,
+            self.server_params(),
+            self.server_buffer_list(),
+            inputs,
+            vectorized=self.resolved_execution() == "vectorized",
+            chunk_size=self.eval_chunk_size,
+        )
         metric.update(outputs, targets)
-
-    def _server_forward(self, inputs: Tensor) -> Tensor:
-        template = self.pool._template
-        template.eval()
-        params = self.pool.with_aliases(dict(zip(self.pool.param_names, self.server_params(), strict=True)))
-        buffers = dict(zip(self.pool.buffer_names, self.server_buffer_list(), strict=True))
-        return torch.func.functional_call(template, (params, buffers), (inputs,))
 
     @torch.no_grad()
     def evaluate(self, dataloader: Any) -> Evaluation:
@@ -521,21 +487,6 @@ class CollaborativeModule(L.LightningModule):
         )
 
 
-def evaluation_metrics(evaluation: Evaluation, prefix: str) -> dict[str, float]:
-    """Flat, namespaced scalars of an :class:`Evaluation` (``<prefix>/accuracy/agent_0``, ...)."""
-    metrics: dict[str, float] = {}
-    for i, (acc, loss) in enumerate(zip(evaluation.accuracy.tolist(), evaluation.loss.tolist(), strict=True)):
-        metrics[f"{prefix}/accuracy/agent_{i}"] = acc
-        metrics[f"{prefix}/loss/agent_{i}"] = loss
-    if evaluation.standalone_accuracy is not None:
-        for i, acc in enumerate(evaluation.standalone_accuracy.tolist()):
-            metrics[f"{prefix}/standalone_accuracy/agent_{i}"] = acc
-    metrics[f"{prefix}/accuracy/server"] = evaluation.server_accuracy
-    metrics[f"{prefix}/accuracy/best"] = float(evaluation.accuracy.max())
-    metrics[f"{prefix}/accuracy/mean"] = float(evaluation.accuracy.mean())
-    return metrics
-
-
 def _validate_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"Expected argument `{name}` to be an integer >= {minimum}, but got {value!r}.")
@@ -550,4 +501,4 @@ def _derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
-__all__ = ["CollaborativeModule", "Evaluation", "RoundRecord", "evaluation_metrics"]
+__all__ = ["CollaborativeModule", "RoundRecord"]

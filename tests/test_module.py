@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -10,22 +9,11 @@ from torch import nn
 
 from lightning_cgs import CollaborativeDataModule, CollaborativeModule
 from lightning_cgs.models import MLP
+from tests.helpers import quiet_trainer
 
 
 def small() -> nn.Module:
     return nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
-
-
-def quiet_trainer(**options) -> L.Trainer:
-    options = {
-        "max_epochs": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        **options,
-    }
-    return L.Trainer(accelerator="cpu", devices=1, **options)
 
 
 @pytest.mark.parametrize(

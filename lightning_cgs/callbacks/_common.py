@@ -25,7 +25,7 @@ def require_module(callback: L.Callback, pl_module: L.LightningModule) -> Collab
 
 def find_callback(trainer: L.Trainer, name: str) -> Any | None:
     for callback in trainer.callbacks:
-        if type(callback).__name__ == name or any(cls.__name__ == name for cls in type(callback).__mro__):
+        if any(cls.__name__ == name for cls in type(callback).__mro__):
             return callback
     return None
 
@@ -56,3 +56,28 @@ def check_order(trainer: L.Trainer, callback: L.Callback, requires: tuple[str, .
 
 def is_round_end(batch: Any) -> bool:
     return isinstance(batch, RoundStep) and batch.last
+
+
+class RoundEndCallback(L.Callback):
+    """Base of the round-end callbacks: it finds the round's end and hands the module to :meth:`on_round_end`.
+
+    The round ends after the training step of its last batch, before validation and before any checkpoint of the
+    epoch, so validation and checkpoints always see the agents after their rewards. Subclasses name the callbacks
+    they need before them in ``requires``.
+    """
+
+    requires: tuple[str, ...] = ()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        require_module(self, pl_module)
+        check_order(trainer, self, requires=self.requires)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if is_round_end(batch):
+            self.on_round_end(trainer, require_module(self, pl_module))
+
+    def on_round_end(self, trainer: L.Trainer, module: CollaborativeModule) -> None:
+        """Act on the finished round (``module.round_index`` is its 0-based index)."""
+        raise NotImplementedError

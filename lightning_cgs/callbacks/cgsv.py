@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_cgs.callbacks._common import check_order, is_round_end, require_module
+from lightning_cgs.callbacks._common import RoundEndCallback
 from lightning_cgs.functional import (
     aggregate_updates,
     cosine_contributions,
@@ -19,9 +19,10 @@ from lightning_cgs.functional import (
     normalize_updates,
     update_reputation,
 )
+from lightning_cgs.module import CollaborativeModule
 
 
-class CosineGradientShapley(L.Callback):
+class CosineGradientShapley(RoundEndCallback):
     r"""Measure every agent's contribution with the cosine gradient Shapley value and keep reputations.
 
     At the end of each round, with :math:`\Delta_i` agent *i*'s update over the round:
@@ -89,16 +90,7 @@ class CosineGradientShapley(L.Callback):
     def state_key(self) -> str:
         return self._generate_state_key(alpha=self.alpha, gamma=self.gamma)
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        require_module(self, pl_module)
-        check_order(trainer, self)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not is_round_end(batch):
-            return
-        module = require_module(self, pl_module)
+    def on_round_end(self, trainer: L.Trainer, module: CollaborativeModule) -> None:
         if module.round_index < self.rounds_done:  # this round was already scored before a restart
             return
         started = time.perf_counter()
@@ -138,7 +130,7 @@ class CosineGradientShapley(L.Callback):
             metrics[f"cgsv/reputation/agent_{i}"] = rep
         module.log_round_metrics(metrics)
 
-    def _weights(self, module: Any) -> Tensor:
+    def _weights(self, module: CollaborativeModule) -> Tensor:
         if self.rounds_done > 0 and self.reputation is not None:
             return self.reputation
         if self.first_round_weights == "uniform":

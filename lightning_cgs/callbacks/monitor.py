@@ -11,8 +11,9 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_cgs.callbacks._common import check_order, find_callback, is_round_end, require_module
-from lightning_cgs.module import CollaborativeModule, Evaluation, evaluation_metrics
+from lightning_cgs.callbacks._common import RoundEndCallback, find_callback, require_module
+from lightning_cgs.evaluation import Evaluation, evaluation_metrics
+from lightning_cgs.module import CollaborativeModule
 from lightning_cgs.report import FairnessReport, fairness_measures, median_seconds
 from lightning_cgs.tracking.plots import PLOT_EXTRA, matplotlib_available, save_figures
 from lightning_cgs.tracking.series import FairnessSeries
@@ -21,7 +22,7 @@ from lightning_cgs.tracking.wandb_views import publish_report, update_wandb_conf
 _PROGRESS_BAR_KEYS = ("fairness/rho_standalone", "fairness/rho_cgsv", "test/accuracy/best")
 
 
-class FairnessMonitor(L.Callback):
+class FairnessMonitor(RoundEndCallback):
     """Evaluate all agents, their standalone twins and the server model, and measure how fair the rewards were.
 
     Every ``every_n_rounds`` rounds, and always after the last one, it evaluates every model on the test data in
@@ -88,8 +89,8 @@ class FairnessMonitor(L.Callback):
         return f"{type(self).__name__}(every_n_rounds={self.every_n_rounds})"
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         module = require_module(self, pl_module)
-        check_order(trainer, self)
         if self.dataloader is None and not hasattr(getattr(trainer, "datamodule", None), "test_dataloader"):
             raise MisconfigurationException(
                 "`FairnessMonitor` needs evaluation data: pass `FairnessMonitor(dataloader=...)` or fit with a "
@@ -106,12 +107,7 @@ class FairnessMonitor(L.Callback):
         if self.wandb_views and wandb_loggers(trainer):
             update_wandb_config(trainer, self._run_config(trainer, require_module(self, pl_module)))
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not is_round_end(batch):
-            return
-        module = require_module(self, pl_module)
+    def on_round_end(self, trainer: L.Trainer, module: CollaborativeModule) -> None:
         round_index = module.round_index
         self._record_round(module, round_index)
         last = trainer.max_epochs is not None and trainer.max_epochs > 0 and round_index + 1 >= trainer.max_epochs
@@ -172,6 +168,10 @@ class FairnessMonitor(L.Callback):
         seconds = median_seconds(module.round_history + [module.round.seconds if module.round else {}])
         if seconds is not None:
             metrics["time/seconds_per_round"] = seconds
+        # per-agent values straight to the loggers; the few summaries through `log`, where other callbacks
+        # (checkpointing, early stopping) and the progress bar can see them
+        per_agent = {key: metrics.pop(key) for key in list(metrics) if "/agent_" in key}
+        module.log_round_metrics(per_agent)
         shown = {k: metrics.pop(k) for k in _PROGRESS_BAR_KEYS if k in metrics}
         module.log_dict(metrics, on_step=False, on_epoch=True, batch_size=1)
         module.log_dict(shown, on_step=False, on_epoch=True, batch_size=1, prog_bar=True)

@@ -9,11 +9,12 @@ from typing import Any, Literal
 import lightning as L
 from torch import Tensor
 
-from lightning_cgs.callbacks._common import check_order, is_round_end, require_module
+from lightning_cgs.callbacks._common import RoundEndCallback
 from lightning_cgs.functional import reward_fractions, sparsify_rewards
+from lightning_cgs.module import CollaborativeModule
 
 
-class FairGradientReward(L.Callback):
+class FairGradientReward(RoundEndCallback):
     r"""Reward every agent with a sparsified copy of the aggregated update, denser for a higher reputation.
 
     After :class:`~lightning_cgs.CosineGradientShapley` has scored the round, agent *i* gets the fraction
@@ -38,6 +39,8 @@ class FairGradientReward(L.Callback):
         FairGradientReward(beta=1.0, mode='layer')
     """
 
+    requires = ("CosineGradientShapley",)
+
     def __init__(self, beta: float = 1.0, mode: Literal["layer", "global"] = "layer") -> None:
         if not (isinstance(beta, (int, float)) and not math.isnan(beta) and beta > 0):
             raise ValueError(f"Expected argument `beta` to be a number > 0 (inf allowed), but got {beta!r}.")
@@ -55,16 +58,7 @@ class FairGradientReward(L.Callback):
     def state_key(self) -> str:
         return self._generate_state_key(beta=self.beta, mode=self.mode)
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        require_module(self, pl_module)
-        check_order(trainer, self, requires=("CosineGradientShapley",))
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if not is_round_end(batch):
-            return
-        module = require_module(self, pl_module)
+    def on_round_end(self, trainer: L.Trainer, module: CollaborativeModule) -> None:
         if module.round_index < self.rounds_done:
             return
         record = module.round

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from lightning_cgs.functional._checks import check_floating, check_integer, check_number, check_updates, check_weights
+from lightning_cgs.functional.updates import _clean, _finite_mask, _row_norms, _scaled, _suspicious
 
 #: The largest number of agents for which :func:`exact_cosine_shapley` enumerates all :math:`2^N` coalitions.
 MAX_EXACT_AGENTS = 20
@@ -81,25 +82,24 @@ def cosine_contributions(updates: Tensor, aggregate: Tensor, eps: float = 1e-12)
     eps = check_number(eps, "eps", 0.0, float("inf"), low_closed=True, high_closed=False)
 
     dtype = torch.promote_types(updates.dtype, aggregate.dtype)
-    finite = torch.isfinite(updates).all(dim=1)
-    rows = torch.where(finite.unsqueeze(1), updates, 0.0).to(dtype)
-    aggregate = aggregate.to(dtype)
     if not bool(torch.isfinite(aggregate).all()):
         return torch.zeros(updates.shape[0], dtype=updates.dtype, device=updates.device)
+    finite = _finite_mask(updates)
+    rows = _clean(updates, finite).to(dtype)
+    aggregate = aggregate.to(dtype)
 
-    # scale each vector to a largest magnitude of 1; ||x|| = scale * ||x / scale||
-    row_scale = rows.abs().amax(dim=1)
-    row_scale = torch.where(row_scale > 0, row_scale, 1.0)
-    unit_rows = rows / row_scale.unsqueeze(1)
-    row_norm = torch.linalg.vector_norm(unit_rows, dim=1)
-    aggregate_scale = aggregate.abs().amax()
-    aggregate_scale = torch.where(aggregate_scale > 0, aggregate_scale, 1.0)
-    unit_aggregate = aggregate / aggregate_scale
-    aggregate_norm = torch.linalg.vector_norm(unit_aggregate)
-
-    valid = finite & (row_scale * row_norm > eps) & (aggregate_scale * aggregate_norm > eps)
+    row_norm = _row_norms(rows)
+    aggregate_norm = _row_norms(aggregate.unsqueeze(0)).squeeze(0)
+    valid = finite & (row_norm > eps) & (aggregate_norm > eps)
+    if bool(_suspicious(row_norm).any()) or bool(_suspicious(aggregate_norm.unsqueeze(0)).any()):
+        # at the limits of the dtype the dot products themselves over- or underflow: take them between unit vectors
+        _, rows, _ = _scaled(rows)
+        _, unit_aggregate, _ = _scaled(aggregate.unsqueeze(0))
+        aggregate = unit_aggregate.squeeze(0)
+        row_norm = torch.linalg.vector_norm(rows, dim=1)
+        aggregate_norm = torch.linalg.vector_norm(aggregate)
     denominator = torch.where(valid, row_norm * aggregate_norm, 1.0)
-    cosine = (unit_rows @ unit_aggregate) / denominator
+    cosine = (rows @ aggregate) / denominator
     return torch.where(valid, cosine, 0.0).clamp(-1.0, 1.0).to(updates.dtype)
 
 

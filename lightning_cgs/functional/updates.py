@@ -11,6 +11,50 @@ from torch import Tensor
 
 from lightning_cgs.functional._checks import check_number, check_updates, check_weights
 
+# Norms below this may have lost precision to underflow (squares of entries near 1e-19 and smaller vanish in
+# float32); such rows, and rows whose norm overflowed, are measured again after scaling by their largest magnitude.
+_TINY_NORM = 1e-18
+
+
+def _finite_mask(updates: Tensor) -> Tensor:
+    """``(N,)``: rows without ``NaN`` or infinity. One reduction in the common case; exact where the sum is not."""
+    finite = torch.isfinite(updates.sum(dim=1))
+    if not bool(finite.all()):  # a non-finite entry, or a sum of finite entries that overflowed: look closely
+        finite = torch.isfinite(updates).all(dim=1)
+    return finite
+
+
+def _clean(updates: Tensor, finite: Tensor) -> Tensor:
+    """The updates with every non-finite row replaced by zeros (the input itself when all rows are finite)."""
+    return updates if bool(finite.all()) else torch.where(finite.unsqueeze(1), updates, 0.0)
+
+
+def _suspicious(norms: Tensor) -> Tensor:
+    """Rows whose directly computed norm overflowed or may have underflowed."""
+    return ~torch.isfinite(norms) | (norms < _TINY_NORM)
+
+
+def _scaled(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(scale, rows / scale, ||rows / scale||)`` with ``scale`` each row's largest magnitude (1 for a zero row)."""
+    scale = rows.abs().amax(dim=-1, keepdim=True)
+    scale = torch.where(scale > 0, scale, 1.0)
+    unit = rows / scale
+    return scale, unit, torch.linalg.vector_norm(unit, dim=-1, keepdim=True)
+
+
+def _row_norms(rows: Tensor) -> Tensor:
+    """Euclidean norm of every (finite) row, without overflow or underflow at the limits of the dtype.
+
+    The direct norm serves all ordinary rows; a row whose norm overflowed or may have underflowed is measured as
+    ``scale * ||row / scale||`` with ``scale`` its largest magnitude.
+    """
+    norms = torch.linalg.vector_norm(rows, dim=-1)
+    suspicious = _suspicious(norms)
+    if bool(suspicious.any()):
+        scale, _, unit_norm = _scaled(rows[suspicious])
+        norms = norms.masked_scatter(suspicious, (scale * unit_norm).squeeze(-1))
+    return norms
+
 
 def finite_rows(updates: Tensor) -> Tensor:
     """Tell which agents sent an update made of finite numbers only.
@@ -32,7 +76,7 @@ def finite_rows(updates: Tensor) -> Tensor:
         tensor([ True, False, False])
     """
     updates = check_updates(updates)
-    return torch.isfinite(updates).all(dim=1)
+    return _finite_mask(updates)
 
 
 def normalize_updates(updates: Tensor, gamma: float, eps: float = 1e-7) -> Tensor:
@@ -73,19 +117,21 @@ def normalize_updates(updates: Tensor, gamma: float, eps: float = 1e-7) -> Tenso
     gamma = check_number(gamma, "gamma", 0.0, float("inf"), low_closed=False, high_closed=False)
     eps = check_number(eps, "eps", 0.0, float("inf"), low_closed=True, high_closed=False)
 
-    finite = torch.isfinite(updates).all(dim=1, keepdim=True)
-    clean = torch.where(finite, updates, 0.0)
+    clean = _clean(updates, _finite_mask(updates))
+    norms = torch.linalg.vector_norm(clean, dim=1, keepdim=True)
+    nonzero = clean.ne(0).any(dim=1, keepdim=True) if bool((norms == 0).any()) else norms > 0
+    # one multiplication per entry: gamma / (||u|| + eps) per row, 0 for a zero row
+    factor = torch.where(nonzero, gamma / (torch.where(norms > 0, norms, 1.0) + eps), 0.0)
+    normalized = clean * factor
 
-    # ||u|| = scale * ||u / scale||, where ||u / scale|| lies in [1, sqrt(d)] for a non-zero row
-    scale = clean.abs().amax(dim=1, keepdim=True)
-    nonzero = scale > 0
-    safe_scale = torch.where(nonzero, scale, 1.0)
-    scaled = clean / safe_scale
-    scaled_norm = torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
-    # eps / scale is infinite for a subnormal scale (the row then rounds to zero), and must not be 0 * inf = NaN
-    scaled_eps = eps / safe_scale if eps > 0 else 0.0
-    normalized = gamma * scaled / (scaled_norm + scaled_eps)
-    return torch.where(nonzero, normalized, 0.0)
+    # rows at the limits of the dtype: u / (||u|| + eps) = (u / s) / (||u / s|| + eps / s), s = the largest magnitude
+    suspicious = _suspicious(norms.squeeze(1)) & nonzero.squeeze(1)
+    if bool(suspicious.any()):
+        scale, unit, unit_norm = _scaled(clean[suspicious])
+        # eps / s is infinite for a subnormal s (the row then rounds to zero), and must not be 0 * inf = NaN
+        scaled_eps = eps / scale if eps > 0 else torch.zeros_like(scale)
+        normalized[suspicious] = gamma * unit / (unit_norm + scaled_eps)
+    return normalized
 
 
 def aggregate_updates(updates: Tensor, weights: Tensor) -> Tensor:
@@ -119,6 +165,5 @@ def aggregate_updates(updates: Tensor, weights: Tensor) -> Tensor:
     updates = check_updates(updates)
     weights = check_weights(weights, updates.shape[0])
 
-    finite = torch.isfinite(updates).all(dim=1, keepdim=True)
-    clean = torch.where(finite, updates, 0.0)
+    clean = _clean(updates, _finite_mask(updates))
     return weights.to(device=updates.device, dtype=updates.dtype) @ clean

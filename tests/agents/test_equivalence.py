@@ -7,12 +7,12 @@ training and the stacked store must match the reference row by row.
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 from torch import nn
 
 from lightning_cgs import CollaborativeModule
+from tests.helpers import quiet_trainer
 from tests.reference import PlannedLoader, ReferenceAgents, ReferenceConfig, ReplayDropout
 
 SHARD_SIZES = [8, 14, 18, 25]  # unequal: last batches of 3, 4, 3 and 5 (BatchNorm needs a few samples)
@@ -50,15 +50,7 @@ def run_pool(config: ReferenceConfig, execution: str, shards) -> CollaborativeMo
         execution=execution,
         standalone_baseline=False,
     )
-    trainer = L.Trainer(
-        max_epochs=ROUNDS,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=ROUNDS)
     torch.manual_seed(1234)
     with pytest.warns(UserWarning, match="No reward was applied"):
         trainer.fit(module, train_dataloaders=PlannedLoader(shards, BATCH, EPOCHS, seed=5))

@@ -15,6 +15,7 @@ from lightning_cgs import (
     FairnessMonitor,
 )
 from lightning_cgs.models import MLP
+from tests.helpers import quiet_trainer
 
 ROUNDS = 4
 
@@ -47,16 +48,7 @@ def build(folder, extra=()):
         ModelCheckpoint(dirpath=folder, save_last=True, every_n_epochs=1, save_top_k=-1),
         *extra,
     ]
-    trainer = L.Trainer(
-        max_epochs=ROUNDS,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        default_root_dir=folder,
-    )
+    trainer = quiet_trainer(max_epochs=ROUNDS, callbacks=callbacks, default_root_dir=folder, enable_checkpointing=True)
     return data, module, trainer, callbacks
 
 

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 
 from lightning_cgs import CollaborativeModule, CosineGradientShapley, FairGradientReward, FairnessMonitor
+from tests.helpers import quiet_trainer
 from tests.reference import PlannedLoader, ReferenceAgents, ReferenceConfig, reference_cgsv_round
 
 SHARD_SIZES = [6, 11, 17]
@@ -35,16 +36,7 @@ def make_shards(nan_agent: int | None = None):
 
 
 def trainer(max_epochs: int, callbacks: list) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-    )
+    return quiet_trainer(max_epochs=max_epochs, callbacks=callbacks)
 
 
 def fit(beta: float, mode: str, shards, execution: str = "sequential", **module_options):

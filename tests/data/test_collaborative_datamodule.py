@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from lightning_cgs.data import CollaborativeDataModule, RoundStep, load_digits_tensors, powerlaw_shard_sizes
+from tests.helpers import quiet_trainer
 
 
 @pytest.fixture(scope="module")
@@ -257,15 +258,7 @@ class RecordingModule(L.LightningModule):
 def test_trainer_sets_round_and_local_epochs_come_from_module():
     data = CollaborativeDataModule(num_agents=3, batch_size=128, seed=1)
     module = RecordingModule(local_epochs=2)
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=2)
     trainer.fit(module, data)
     # 449 examples per agent, 2 * ceil(449 / 128) = 8 steps per round.
     assert trainer.num_training_batches == data.schedule.steps_per_round == 8

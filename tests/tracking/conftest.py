@@ -25,6 +25,7 @@ from lightning_cgs import (
     RoundProgressBar,
 )
 from lightning_cgs.models import MLP
+from tests.helpers import quiet_trainer
 
 NUM_AGENTS = 3
 ALPHA, BETA, LR = 0.8, 1.0, 0.3
@@ -111,14 +112,10 @@ def digits_collaboration(
         monitor if monitor is not None else FairnessMonitor(),
         *extra_callbacks,
     ]
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=rounds,
-        accelerator="cpu",
-        devices=1,
         logger=logger,
-        enable_checkpointing=False,
         enable_progress_bar=enable_progress_bar,
-        enable_model_summary=False,
         callbacks=callbacks,
         default_root_dir=folder,
         log_every_n_steps=1,
