@@ -294,8 +294,16 @@ class CollaborativeModule(L.LightningModule):
         if isinstance(batch, RoundStep) and batch.last:
             self._close_round()
 
-    def on_train_epoch_end(self) -> None:
+    def on_train_end(self) -> None:
         if self._round_start is not None:
+            rank_zero_warn(
+                f"Training stopped in the middle of round {self.round_index} (for instance by `max_steps`): the agents "
+                "hold part of a local update and no reward for it. Stop at the end of a round with `max_epochs`."
+            )
+
+    def on_train_epoch_end(self) -> None:
+        stopped_by_steps = self.trainer.max_steps != -1 and self.trainer.global_step >= self.trainer.max_steps
+        if self._round_start is not None and not stopped_by_steps:
             raise RuntimeError(
                 f"Round {self.round_index} ended without its last step; every round must run all its steps "
                 "(do not limit the number of training batches)."
@@ -307,12 +315,22 @@ class CollaborativeModule(L.LightningModule):
             "torch_rng_state": torch.get_rng_state(),
             "cuda_rng_states": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "round_history": list(self.round_history),
+            "round_open": self._round_start is not None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extra = checkpoint.get("lightning_cgs")
         if not extra:
             return
+        if extra.get("round_open"):
+            progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+            steps = progress.get("current", {}).get("processed", "some")
+            raise MisconfigurationException(
+                f"This checkpoint was saved in the middle of round {int(self.rounds_completed)} (after {steps} of "
+                "its steps); lightning_cgs resumes from the end of a round. Resume from a checkpoint saved at a "
+                "round's end (ModelCheckpoint's default, or `every_n_epochs`), not `every_n_train_steps` or "
+                "`train_time_interval`."
+            )
         torch.set_rng_state(extra["torch_rng_state"])
         if extra["cuda_rng_states"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(extra["cuda_rng_states"])

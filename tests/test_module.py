@@ -161,3 +161,31 @@ def test_tied_weights_train_and_evaluate_on_both_paths(execution: str) -> None:
     evaluation = module.evaluate(data.test_dataloader())
     assert evaluation.accuracy.shape == (2,)
     assert module.pool.stacked_params()[0].shape == (4, 64, 64)
+
+
+def test_a_model_that_vmap_cannot_run_gets_a_clear_error() -> None:
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(64, 10)
+
+        def forward(self, x):
+            out = self.layer(x.flatten(1))
+            return out if out.sum().item() > 0 else -out  # Python control flow on a value: not vectorisable
+
+    data = CollaborativeDataModule("digits", num_agents=2, batch_size=64, sample_size_cap=200)
+    module = CollaborativeModule(DataDependent(), num_agents=2, execution="vectorized")
+    message = r"(?s)`DataDependent` cannot run its agents vectorised under torch\.vmap.*execution='sequential'"
+    with pytest.raises(RuntimeError, match=message):
+        quiet_trainer().fit(module, data)
+    # the same model trains on the sequential path
+    with pytest.warns(UserWarning, match="No reward was applied"):
+        quiet_trainer().fit(CollaborativeModule(DataDependent(), num_agents=2, execution="sequential"), data)
+
+
+def test_stopping_inside_a_round_is_reported() -> None:
+    data = CollaborativeDataModule("digits", num_agents=2, batch_size=32, sample_size_cap=200)
+    module = CollaborativeModule(MLP(64, 8, 10), num_agents=2, standalone_baseline=False)
+    with pytest.warns(UserWarning, match=r"Training stopped in the middle of round 0"):
+        quiet_trainer(max_epochs=3, max_steps=2).fit(module, data)
+    assert module.round_index == 0

@@ -11,6 +11,7 @@ stacked tensors optimises all of them. Two ways of running the rows read and wri
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator
 from typing import Literal
@@ -194,7 +195,8 @@ class AgentPool(nn.Module):
         def row_loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             return loss_fn(functional_call(template, (p, b), (x,)), y)
 
-        losses = vmap(row_loss, randomness=self.randomness)(params, buffers, inputs, targets)
+        with self._explain_vmap_errors():
+            losses = vmap(row_loss, randomness=self.randomness)(params, buffers, inputs, targets)
         if rows is not None and train:
             with torch.no_grad():
                 for stacked, name in zip(self.stacked_buffers(), self.buffer_names, strict=True):
@@ -211,7 +213,21 @@ class AgentPool(nn.Module):
         def forward(p: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
             return functional_call(template, (p, b), (inputs,))
 
-        return vmap(forward, chunk_size=chunk_size)(params, buffers)
+        with self._explain_vmap_errors():
+            return vmap(forward, chunk_size=chunk_size)(params, buffers)
+
+    @contextlib.contextmanager
+    def _explain_vmap_errors(self) -> Iterator[None]:
+        """Re-raise a failure inside ``torch.vmap`` with the model's name and what to do instead."""
+        try:
+            yield
+        except (RuntimeError, ValueError, NotImplementedError) as error:
+            raise RuntimeError(
+                f"The model `{type(self._template).__name__}` cannot run its agents vectorised under torch.vmap: "
+                f"{error}\nUse `CollaborativeModule(execution='sequential')`, which runs the same agents one after "
+                "another (typical causes: `.item()` or data-dependent Python control flow in `forward`, in-place "
+                "changes of captured tensors, or dropout with `randomness='error'`)."
+            ) from error
 
     # ---------------------------------------------------------------------------------------------- sequential
     def replicas(self) -> list[nn.Module]:

@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_cgs import (
     CollaborativeDataModule,
@@ -91,3 +92,20 @@ def test_checkpoint_loads_with_weights_only(tmp_path) -> None:
     trainer.fit(module, data)
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert checkpoint["state_dict"]["rounds_completed"] == ROUNDS
+
+
+def test_a_checkpoint_from_inside_a_round_is_refused_before_training(tmp_path) -> None:
+    data, module, trainer, _ = build(tmp_path / "steps")
+    trainer = quiet_trainer(
+        max_epochs=1,
+        enable_checkpointing=True,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "steps", every_n_train_steps=2, save_top_k=-1)],
+    )
+    with pytest.warns(UserWarning, match="No reward was applied"):
+        trainer.fit(module, data)
+    inside = tmp_path / "steps" / "epoch=0-step=2.ckpt"
+    assert inside.exists()
+    data, resumed, trainer, _ = build(tmp_path / "resumed")
+    with pytest.raises(MisconfigurationException, match=r"saved in the middle of round 0 \(after 2 of its steps\)"):
+        trainer.fit(resumed, data, ckpt_path=inside)
+    assert resumed.round_index == 0
