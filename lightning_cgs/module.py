@@ -157,6 +157,7 @@ class CollaborativeModule(L.LightningModule):
         self.register_buffer("shard_sizes", torch.zeros(num_agents, dtype=torch.long))
 
         self._round_start: list[Tensor] | None = None
+        self._current_round: int | None = None
         # per-round counters, on the module's device (no host synchronisation inside a step)
         self.register_buffer("_round_samples", torch.zeros(num_agents, dtype=torch.long), persistent=False)
         self.register_buffer("_round_steps", torch.zeros(num_rows, dtype=torch.long), persistent=False)
@@ -171,6 +172,8 @@ class CollaborativeModule(L.LightningModule):
     @property
     def round_index(self) -> int:
         """0-based index of the current round (the number of rounds completed before it)."""
+        if self._current_round is not None:  # read once per round: no device synchronisation inside a step
+            return self._current_round
         return int(self.rounds_completed.item())
 
     @property
@@ -198,7 +201,8 @@ class CollaborativeModule(L.LightningModule):
         if stage != "fit":
             return
         trainer = self.trainer
-        if trainer.limit_train_batches not in (1.0, None):
+        limit = trainer.limit_train_batches
+        if limit is not None and not (isinstance(limit, float) and limit == 1.0):
             raise MisconfigurationException(
                 f"`Trainer(limit_train_batches={trainer.limit_train_batches})` cuts rounds short; lightning_cgs "
                 "needs every agent's full local epochs in each round (one Lightning epoch is one round): leave it "
@@ -369,6 +373,7 @@ class CollaborativeModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- rounds
     def _open_round(self) -> None:
+        self._current_round = int(self.rounds_completed.item())
         self._round_start = [p.detach()[self.agent_rows].clone() for p in self.pool.stacked_params()]
         self._round_samples.zero_()
         self._round_steps.zero_()
@@ -460,6 +465,7 @@ class CollaborativeModule(L.LightningModule):
         seconds = dict(self.round.seconds) if self.round is not None else {}
         self.round_history.append({"round": self.round_index, **seconds})
         self.rounds_completed += 1
+        self._current_round = None
         self._round_start = None
         self._updates = None
 

@@ -111,11 +111,12 @@ def test_mismatched_agent_counts_fail_before_training() -> None:
     assert module.round_index == 0
 
 
-def test_limiting_train_batches_is_refused() -> None:
+@pytest.mark.parametrize("limit", [0.5, 1, 3])
+def test_limiting_train_batches_is_refused(limit) -> None:
     data = CollaborativeDataModule("digits", num_agents=3, batch_size=64)
     module = CollaborativeModule(MLP(64, 8, 10), num_agents=3)
-    with pytest.raises(MisconfigurationException, match=r"`Trainer\(limit_train_batches=0\.5\)` cuts rounds short"):
-        quiet_trainer(limit_train_batches=0.5).fit(module, data)
+    with pytest.raises(MisconfigurationException, match=rf"`Trainer\(limit_train_batches={limit}\)` cuts rounds short"):
+        quiet_trainer(limit_train_batches=limit).fit(module, data)
 
 
 def test_plain_batches_get_a_clear_error() -> None:

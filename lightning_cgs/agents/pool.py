@@ -158,10 +158,6 @@ class AgentPool(nn.Module):
         """Number of trainable weights of one row (``d``)."""
         return sum(shape.numel() for shape in self.param_shapes)
 
-    def flat_params(self, rows: slice | Tensor) -> Tensor:
-        """Parameters of the selected rows, flattened to ``(len(rows), d)`` (a copy)."""
-        return torch.cat([p.detach()[rows].reshape(p.detach()[rows].shape[0], -1) for p in self.stacked_params()], 1)
-
     def split_flat(self, flat: Tensor) -> list[Tensor]:
         """Split ``(..., d)`` into per-parameter tensors of shape ``(..., *param_shape)``."""
         sizes = [shape.numel() for shape in self.param_shapes]
