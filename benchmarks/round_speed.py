@@ -203,8 +203,8 @@ def main() -> None:
     default = "vectorized" if args.device == "cuda" else "sequential"
     print(
         f"device {args.device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
-        f"{args.samples} examples per agent, batch 32, 1 local epoch, {args.rounds - 1} measured rounds "
-        f"(median) | default path: {default}"
+        f"{args.samples} examples per agent, batch 32, 1 local epoch | median of 2 x {args.rounds - 1} measured "
+        f"rounds per path (two runs in alternating order, each after a warm-up round) | default path: {default}"
     )
     header = (
         f"{'model':>5} {'N':>4} | {'vectorized s':>12} {'sequential s':>12} {'plain loop s':>12} | "

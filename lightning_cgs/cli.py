@@ -133,12 +133,13 @@ def plot_main(args: Sequence[str]) -> dict[str, Path]:
     return written
 
 
-def build_cli(args: Sequence[str], run: bool = True) -> CollaborativeCLI:
-    """The ``lightning-cgs`` LightningCLI on ``args``; ``run=False`` only builds the module, data and trainer."""
+def build_cli(args: Sequence[str] | None, run: bool = True) -> CollaborativeCLI:
+    """The ``lightning-cgs`` LightningCLI on ``args`` (``None``: the command line); ``run=False`` only builds the
+    module, data and trainer."""
     return CollaborativeCLI(
         CollaborativeModule,
         CollaborativeDataModule,
-        args=list(args),
+        args=None if args is None else list(args),
         run=run,
         auto_configure_optimizers=False,
         save_config_callback=_SaveConfigCallback,
@@ -153,7 +154,7 @@ def main(args: Sequence[str] | None = None) -> None:
     if argv and argv[0] == "plot":
         plot_main(argv[1:])
         return
-    build_cli(argv)
+    build_cli(args)  # None lets LightningCLI read the command line itself
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class CollaborativeModule(L.LightningModule):
         optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``, one independent state per agent.
         lr: initial learning rate.
         lr_decay: factor in (0, 1] applied once per local epoch (or per round, see ``lr_decay_every``).
-        lr_decay_every: ``"local_epoch"`` (DESIGN.md) or ``"round"`` (the official code of the paper).
+        lr_decay_every: ``"local_epoch"`` or ``"round"`` (as the official code of the paper does).
         optimizer_options: extra options of the optimizer (SGD: momentum, dampening, weight_decay, nesterov;
             Adam/AdamW: betas, eps, weight_decay, amsgrad).
         loss: ``"cross_entropy"`` for models that return logits, ``"nll"`` for log-probabilities.

@@ -1,4 +1,4 @@
-"""The fairness report: per-agent outcomes and the fairness measures of DESIGN.md section 2."""
+"""The fairness report: per-agent outcomes and the fairness measures (README: "The report")."""
 
 from __future__ import annotations
 

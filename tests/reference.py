@@ -3,7 +3,7 @@
 Nothing here imports the code under test except the batch containers (``RoundStep``/``AgentBatch``), which only
 carry tensors. The batch plan is built here with its own generators, the agents are separate modules with
 ``torch.optim`` optimizers and ``ExponentialLR`` schedules, and the CGSV round is written out step by step from
-DESIGN.md section 1 with ``torch.nn.functional.cosine_similarity`` and ``torch.topk``-free masks.
+the README's "How a round works" with ``torch.nn.functional.cosine_similarity`` and ``torch.topk``-free masks.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def reference_cgsv_round(
     beta: float,
     floor: float = 1e-3,
 ) -> dict:
-    """One round of DESIGN.md section 1, written plainly, per agent and per parameter tensor.
+    """One round of the README's "How a round works", written plainly, per agent and per parameter tensor.
 
     Returns the normalised updates, the aggregate (per tensor), psi, the new reputation, q and the rewards.
     """

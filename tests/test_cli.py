@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def powerlaw_sizes(total: int, agents: int, exponent: float = 1.65911332899) -> list[int]:
-    """DESIGN.md section 3, worked out with the math module: linspace between the 1% and 99% quantiles."""
+    """The powerlaw split of the README's "Data" section, worked out with the math module: linspace between
+    the 1% and 99% quantiles."""
     low, high = 0.01 ** (1 / exponent), 0.99 ** (1 / exponent)
     points = [low + (high - low) * k / (agents - 1) for k in range(agents)]
     sizes = [math.ceil(round(p / sum(points) * total, 9)) for p in points]

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_cgs.data.batch import RoundStep
 from lightning_cgs.module import CollaborativeModule
 
-# The order in which the round-end callbacks must act (DESIGN.md, section 4).
+# The order in which the round-end callbacks must act: score, reward, then evaluate.
 ROUND_END_ORDER = ("CosineGradientShapley", "FairGradientReward", "FairnessMonitor")
 
 

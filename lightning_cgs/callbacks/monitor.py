@@ -234,7 +234,8 @@ class FairnessMonitor(RoundEndCallback):
     def _write_report(self, folder: Path, report: FairnessReport) -> None:
         csv_path, json_path = report.save(folder)
         rank_zero_info(
-            f"\nFairness report after {report.rounds} rounds\n{report.format()}\nSaved: {csv_path}, {json_path}"
+            f"\nFairness report after {report.rounds} round{'s' if report.rounds != 1 else ''}\n{report.format()}\n"
+            f"Saved: {csv_path}, {json_path}"
         )
 
     def _save_figures(self, series: FairnessSeries, folder: Path) -> dict[str, Path]:

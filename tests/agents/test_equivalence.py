@@ -1,4 +1,4 @@
-"""Parallel submodels against N separate models trained one after another (DESIGN.md section 4, layer 2).
+"""Parallel submodels against N separate models trained one after another (the agent pool).
 
 The reference (tests/reference.py) is a plain loop of ``nn.Module`` agents with ``torch.optim`` optimizers and
 ``ExponentialLR`` schedules. With no reward callback, agents keep their own updates, so two rounds are pure local

@@ -1,4 +1,4 @@
-"""A run killed mid-way resumes from its last checkpoint to exactly the state of an uninterrupted run (DESIGN §7)."""
+"""A run killed mid-way resumes from its last checkpoint to exactly the state of an uninterrupted run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The full round (local training, CGSV, reputations, rewards) against a plain-loop implementation of DESIGN.md §1."""
+"""The full round (local training, CGSV, reputations, rewards) against a plain-loop implementation of the algorithm."""
 
 from __future__ import annotations
 
