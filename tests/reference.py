@@ -104,8 +104,13 @@ class ReferenceAgents:
         self.optimizers = [make(m.parameters(), lr=config.lr, **config.options) for m in self.models]
         self.schedulers = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=config.lr_decay) for o in self.optimizers]
 
-    def train_round(self, plan: list, shards: list, replay_dropout: float | None = None) -> None:
+    def train_round(
+        self, plan: list, shards: list, replay_dropout: float | None = None, decay_every: str = "local_epoch"
+    ) -> None:
         """One round: every step, every active agent in group order takes one optimizer step on its batch.
+
+        Each agent's learning rate decays after each of its local epochs, or after its last one with
+        ``decay_every="round"``.
 
         With ``replay_dropout=p``, the models hold ``ReplayDropout`` modules and, for each group, the masks are
         drawn exactly as a vectorised run draws them: one ``(A, b, width)`` draw per dropout layer, in layer order.
@@ -128,7 +133,8 @@ class ReferenceAgents:
                     optimizer.zero_grad()
                     F.cross_entropy(model(x), y).backward()
                     optimizer.step()
-                    if last_step[(agent, epoch)] == t:
+                    last_epoch = max(e for a, e in last_step if a == agent)
+                    if last_step[(agent, epoch)] == t and (decay_every == "local_epoch" or epoch == last_epoch):
                         self.schedulers[agent].step()
 
     def _replays(self, model: nn.Module) -> list[ReplayDropout]:

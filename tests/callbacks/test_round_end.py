@@ -11,7 +11,14 @@ import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 
-from lightning_cgs import CollaborativeModule, CosineGradientShapley, FairGradientReward, FairnessMonitor
+from lightning_cgs import (
+    CollaborativeDataModule,
+    CollaborativeModule,
+    CosineGradientShapley,
+    FairGradientReward,
+    FairnessMonitor,
+)
+from lightning_cgs.models import MLP
 from tests.helpers import quiet_trainer
 from tests.reference import PlannedLoader, ReferenceAgents, ReferenceConfig, reference_cgsv_round
 
@@ -57,15 +64,17 @@ def fit(beta: float, mode: str, shards, execution: str = "sequential", **module_
     return module, scorer, rewarder
 
 
-def reference_run(beta: float, mode: str, shards):
-    """The paper's loop: train each agent, score, reward (layer mode per tensor; global mode over the whole vector)."""
+def reference_run(beta: float, mode: str, shards, keep_own_update: bool = False, decay_every: str = "local_epoch"):
+    """The paper's loop: train each agent, score, reward (layer mode per tensor; global mode over the whole vector).
+
+    With ``keep_own_update``, an agent adds its own (raw) update of the round to its reward."""
     agents = ReferenceAgents(make_model(), len(SHARD_SIZES), ReferenceConfig("sgd", 0.1, 0.9, {"momentum": 0.5}))
     server = copy.deepcopy(make_model())
     loader = PlannedLoader(shards, BATCH, EPOCHS, seed=2)
     reputation, history = None, []
     for round_index in range(ROUNDS):
         start = [[p.detach().clone() for p in m.parameters()] for m in agents.models]
-        agents.train_round(loader.steps(round_index), shards)
+        agents.train_round(loader.steps(round_index), shards, decay_every=decay_every)
         deltas = [
             [p.detach() - s for p, s in zip(m.parameters(), st, strict=True)]
             for m, st in zip(agents.models, start, strict=True)
@@ -91,9 +100,9 @@ def reference_run(beta: float, mode: str, shards):
         else:
             result = reference_cgsv_round(deltas, reputation, SHARD_SIZES, ALPHA, GAMMA, beta)
         with torch.no_grad():
-            for model, st, reward in zip(agents.models, start, result["rewards"], strict=True):
-                for p, s, r in zip(model.parameters(), st, reward, strict=True):
-                    p.copy_(s + r)
+            for model, st, reward, delta in zip(agents.models, start, result["rewards"], deltas, strict=True):
+                for p, s, r, d in zip(model.parameters(), st, reward, delta, strict=True):
+                    p.copy_(s + r + d if keep_own_update else s + r)
             for p, a in zip(server.parameters(), result["aggregate"], strict=True):
                 p.add_(a)
         reputation = result["reputation"]
@@ -118,6 +127,43 @@ def test_rounds_match_the_plain_algorithm(beta: float, mode: str) -> None:
     # the rewards really differ between agents unless beta is infinite
     q = history[-1]["q"]
     assert (q.min() < 1) == math.isfinite(beta)
+
+
+@pytest.mark.parametrize(
+    "options", [{"keep_own_update": True}, {"lr_decay_every": "round"}], ids=["keep_own_update", "decay_per_round"]
+)
+def test_module_options_match_the_plain_algorithm(options: dict) -> None:
+    shards = make_shards()
+    module, scorer, _ = fit(1.0, "layer", shards, **options)
+    agents, _, history = reference_run(
+        1.0,
+        "layer",
+        shards,
+        keep_own_update=options.get("keep_own_update", False),
+        decay_every=options.get("lr_decay_every", "local_epoch"),
+    )
+    torch.testing.assert_close(scorer.reputation.double(), history[-1]["reputation"], atol=1e-5, rtol=0)
+    for agent, model in enumerate(agents.models):
+        for stacked, p in zip(module.pool.stacked_params(), model.parameters(), strict=True):
+            torch.testing.assert_close(stacked[agent].detach(), p.detach(), atol=1e-5, rtol=0)
+
+
+def test_a_random_free_rider_scores_near_zero_among_real_agents() -> None:
+    """Five digits agents, one sending random noise: a random direction among thousands of weights is nearly
+    orthogonal to an aggregate of agreeing real updates, so it scores near 0 and ends with the lowest reputation.
+
+    (With very few agents whose own updates disagree, the noise's share of the aggregate can make it score high:
+    the cosine includes the agent's own contribution to the aggregate.)"""
+    L.seed_everything(0, verbose=False)
+    data = CollaborativeDataModule("digits", num_agents=5, split="uniform", batch_size=32, sample_size_cap=500)
+    module = CollaborativeModule(
+        MLP(64, 32, 10), num_agents=5, local_epochs=2, lr=0.05, free_riders={4: "random"}, standalone_baseline=False
+    )
+    scorer, rewarder = CosineGradientShapley(alpha=0.8), FairGradientReward()
+    trainer(3, [scorer, rewarder]).fit(module, data)
+    assert abs(float(scorer.contributions[4])) < 0.3 < float(scorer.contributions[:4].min())
+    assert scorer.reputation[4] == scorer.reputation.min()
+    assert rewarder.fractions[4] == rewarder.fractions.min() < 0.5
 
 
 def test_vectorized_round_end_matches_sequential() -> None:
