@@ -28,7 +28,10 @@ SUMMARY_KEYS = (
     "individual_rationality",
     "best_accuracy",
     "mean_accuracy",
+    "accuracy_spread",
     "server_accuracy",
+    "rho_standalone_mean",
+    "rho_cgsv_mean",
     "seconds_per_round",
 )
 
@@ -113,6 +116,16 @@ class FairnessReport:
                 writer.writerow([key, _csv_value(self.summary.get(key))])
         json_path.write_text(json.dumps(asdict(self), indent=2, default=_json_default) + "\n")
         return csv_path, json_path
+
+
+def mean_over_evaluations(history: list[dict[str, Any]], key: str) -> float | None:
+    """Mean of a measure over the evaluations of a run where it was defined (``None`` if it never was).
+
+    A correlation at one evaluation can hang on a test example or two when the agents' models are alike; its mean
+    over the run says whether the sign holds.
+    """
+    values = [entry[key] for entry in history if entry.get(key) is not None]
+    return statistics.fmean(values) if values else None
 
 
 def median_seconds(history: list[dict[str, float]]) -> float | None:

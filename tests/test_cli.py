@@ -75,6 +75,16 @@ def test_fit_writes_the_report_and_the_metrics(digits_run: Path) -> None:
         assert math.isclose(float(last[f"reward/fraction/agent_{i}"]), row["reward_fraction"], abs_tol=1e-6)
     best = max(row["final_accuracy"] for row in report["agents"])
     assert math.isclose(report["summary"]["best_accuracy"], best, abs_tol=1e-6)
+    spread = best - min(row["final_accuracy"] for row in report["agents"])
+    assert math.isclose(report["summary"]["accuracy_spread"], spread, abs_tol=1e-6)
+    # the run means of the correlations, from the values logged at every evaluation
+    for key in ("rho_standalone", "rho_cgsv"):
+        logged = [float(row[f"fairness/{key}"]) for row in by_step.values() if row.get(f"fairness/{key}")]
+        expected = sum(logged) / len(logged) if logged else None
+        if expected is None:
+            assert report["summary"][f"{key}_mean"] is None
+        else:
+            assert math.isclose(report["summary"][f"{key}_mean"], expected, abs_tol=1e-6)
 
 
 def test_report_csv_has_the_table_and_the_summary(digits_run: Path) -> None:

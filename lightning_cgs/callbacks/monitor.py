@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_cgs.callbacks._common import RoundEndCallback, find_callback, require_module
 from lightning_cgs.evaluation import Evaluation, evaluation_metrics
 from lightning_cgs.module import CollaborativeModule
-from lightning_cgs.report import FairnessReport, fairness_measures, median_seconds
+from lightning_cgs.report import FairnessReport, fairness_measures, mean_over_evaluations, median_seconds
 from lightning_cgs.tracking.plots import PLOT_EXTRA, matplotlib_available, save_figures
 from lightning_cgs.tracking.series import FairnessSeries
 from lightning_cgs.tracking.wandb_views import publish_report, update_wandb_config, wandb_loggers
@@ -219,7 +219,10 @@ class FairnessMonitor(RoundEndCallback):
             **measures,
             "best_accuracy": float(evaluation.accuracy.max()),
             "mean_accuracy": float(evaluation.accuracy.mean()),
+            "accuracy_spread": float(evaluation.accuracy.max() - evaluation.accuracy.min()),
             "server_accuracy": evaluation.server_accuracy,
+            "rho_standalone_mean": mean_over_evaluations(self.history, "rho_standalone"),
+            "rho_cgsv_mean": mean_over_evaluations(self.history, "rho_cgsv"),
             "seconds_per_round": median_seconds(module.round_history),
         }
         return FairnessReport(
