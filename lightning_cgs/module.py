@@ -201,6 +201,14 @@ class CollaborativeModule(L.LightningModule):
         if stage != "fit":
             return
         trainer = self.trainer
+        if trainer.world_size > 1:
+            raise MisconfigurationException(
+                f"lightning_cgs runs all agents in one process, but this trainer has `world_size={trainer.world_size}` "
+                f"(`num_nodes={trainer.num_nodes}`, {trainer.num_devices} device(s) per node, strategy "
+                f"{type(trainer.strategy).__name__}). A data-parallel strategy such as DDP would average the gradients "
+                "of different agents across ranks; partitioning agents across processes is not supported yet. Use "
+                "`Trainer(devices=1)`."
+            )
         limit = trainer.limit_train_batches
         if limit is not None and not (isinstance(limit, float) and limit == 1.0):
             raise MisconfigurationException(

@@ -111,6 +111,17 @@ def test_mismatched_agent_counts_fail_before_training() -> None:
     assert module.round_index == 0
 
 
+def test_a_multi_process_trainer_is_refused_before_training() -> None:
+    """Two CPU processes (gloo): DDP would average different agents' gradients, so setup refuses it on every rank."""
+    data = CollaborativeDataModule("digits", num_agents=3, batch_size=64, local_epochs=1)
+    module = CollaborativeModule(MLP(64, 8, 10), num_agents=3, standalone_baseline=False)
+    trainer = quiet_trainer(devices=2, strategy="ddp_spawn")
+    # the spawned ranks' error comes back wrapped by torch.multiprocessing, its message intact
+    with pytest.raises(Exception, match=r"runs all agents in one process, but this trainer has `world_size=2`"):
+        trainer.fit(module, data)
+    assert module.round_index == 0
+
+
 @pytest.mark.parametrize("limit", [0.5, 1, 3])
 def test_limiting_train_batches_is_refused(limit) -> None:
     data = CollaborativeDataModule("digits", num_agents=3, batch_size=64)
