@@ -25,6 +25,7 @@ from lightning_cgs.data.splits import (
     SPLIT_NAMES,
     SplitName,
     apply_label_noise,
+    classimbalance_max_shard_size,
     classimbalance_split,
     dirichlet_split,
     powerlaw_split,
@@ -57,6 +58,8 @@ class CollaborativeDataModule(L.LightningDataModule):
     - ``"classimbalance"``: equal shards of ``sample_size_cap // num_agents`` examples; agent ``k`` sees only the first
       ``class_counts[k]`` classes (default: evenly spaced from 1 to the number of classes). So that the restricted
       agents can find enough examples of their few classes, these shards are drawn from the whole training set.
+      Without ``sample_size_cap``, the shards shrink, where needed, to the largest size that every agent can fill
+      with examples of its classes (on the digits: 133 per agent, the number of training zeros).
     - ``"dirichlet"``: the examples of each class are divided in ``Dirichlet(dirichlet_alpha)`` proportions.
 
     ``label_noise`` then gives a fraction of some agents' examples a wrong label. The test set is the dataset's own
@@ -75,7 +78,8 @@ class CollaborativeDataModule(L.LightningDataModule):
         num_agents: number of agents, at least 2.
         split: how the training examples are divided, see above.
         batch_size: mini-batch size of every agent.
-        sample_size_cap: training examples to divide; ``None`` means ``min(num_agents * 600, len(train))``.
+        sample_size_cap: training examples to divide; ``None`` means ``min(num_agents * 600, len(train))`` (for
+            ``"classimbalance"``, see above).
         test_dataset: the test split of a user ``dataset``; required then, and only then.
         data_dir: folder of the IDX files for ``"mnist"`` (required) and ``"fashion_mnist"`` (default
             ``/usr/share/datasets/fashion-mnist``), each plain or gzipped.
@@ -200,14 +204,26 @@ class CollaborativeDataModule(L.LightningDataModule):
 
         pool_seed, split_seed, noise_seed = np.random.SeedSequence(self.seed).spawn(3)
         order = np.random.default_rng(pool_seed).permutation(num_train).astype(np.int64)
+        shard_note = ""
         if self.split == "classimbalance":
             candidates = order
+            shard_size = cap // self.num_agents
+            if self.sample_size_cap is None:  # the default shrinks to what the most restricted agents can fill
+                largest = classimbalance_max_shard_size(
+                    labels, self.num_agents, num_classes=num_classes, class_counts=self.class_counts
+                )
+                if largest < shard_size:
+                    shard_size = max(largest, 1)  # 0: some agent's classes are empty, and the split says so
+                    shard_note = (
+                        f"; classimbalance shards of {shard_size}, the most that every agent can fill with its "
+                        "classes (pass `sample_size_cap` to choose)"
+                    )
             positions = classimbalance_split(
                 labels[candidates],
                 self.num_agents,
                 num_classes=num_classes,
                 class_counts=self.class_counts,
-                shard_size=cap // self.num_agents,
+                shard_size=shard_size,
                 seed=split_seed,
             )
         else:
@@ -243,7 +259,7 @@ class CollaborativeDataModule(L.LightningDataModule):
         rank_zero_info(
             f"CollaborativeDataModule: dataset={self._dataset_name}, num_agents={self.num_agents}, split={self.split}, "
             f"shard_sizes={self.shard_sizes} ({sum(self.shard_sizes)} of {num_train} training examples, "
-            f"{len(data.test_targets)} test examples){noise}"
+            f"{len(data.test_targets)} test examples){noise}{shard_note}"
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -109,6 +109,40 @@ def powerlaw_split(num_samples: int, num_agents: int, seed: Seed = 0) -> list[np
     return _cut_permutation(powerlaw_shard_sizes(num_samples, num_agents), seed)
 
 
+def classimbalance_max_shard_size(
+    labels: Sequence[int] | np.ndarray,
+    num_agents: int,
+    *,
+    num_classes: int | None = None,
+    class_counts: Sequence[int] | None = None,
+) -> int:
+    """The largest equal shard size for which :func:`classimbalance_split` can serve every agent.
+
+    The agents' class sets are nested (agent ``k`` sees classes ``0 .. c_k - 1``), so equal shards of ``s``
+    examples exist exactly when, for every ``c`` among the ``c_k``, the agents that see at most ``c`` classes fit
+    into those classes: ``s * #{k : c_k <= c} <= #{examples of classes < c}``. The split serves the most restricted
+    agents first, so it succeeds for every ``s`` up to this bound.
+
+    Returns:
+        ``min_c floor(#{examples of classes < c} / #{k : c_k <= c})``; 0 when some agent's classes have no examples.
+
+    Example:
+        >>> labels = [0] * 3 + [1] * 10 + [2] * 10  # three zeros
+        >>> classimbalance_max_shard_size(labels, 3, class_counts=[1, 2, 3])
+        3
+        >>> classimbalance_max_shard_size(labels, 3, class_counts=[2, 2, 3])
+        6
+    """
+    labels = _check_labels(labels)
+    num_agents = check_int("num_agents", num_agents, minimum=1)
+    num_classes = _resolve_num_classes(labels, num_classes)
+    if class_counts is None:
+        class_counts = default_class_counts(num_agents, num_classes)
+    class_counts = check_class_counts(class_counts, num_agents, num_classes)
+    below = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=num_classes))])  # below[c]: classes < c
+    return int(min(below[c] // sum(1 for k in class_counts if k <= c) for c in set(class_counts)))
+
+
 def classimbalance_split(
     labels: Sequence[int] | np.ndarray,
     num_agents: int,
@@ -153,11 +187,14 @@ def classimbalance_split(
         classes = list(range(class_counts[agent]))
         left = [len(pools[label]) - used[label] for label in classes]
         if sum(left) < shard_size:
+            largest = classimbalance_max_shard_size(
+                labels, num_agents, num_classes=num_classes, class_counts=class_counts
+            )
             raise ValueError(
                 f"classimbalance split: agent {agent} (classes {classes}) needs {shard_size} examples, but only "
                 f"{sum(left)} examples of its classes are available (after the agents with fewer classes took "
                 f"theirs). Lower the shard size (`sample_size_cap`; each agent gets `sample_size_cap // num_agents` "
-                f"examples) or raise `class_counts[{agent}]`."
+                f"examples; the largest shard every agent can fill is {largest}) or raise `class_counts[{agent}]`."
             )
         takes = _balanced_takes(shard_size, left)
         shards[agent] = np.sort(

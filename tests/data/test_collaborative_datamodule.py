@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from lightning_cgs.data import CollaborativeDataModule, RoundStep, load_digits_tensors, powerlaw_shard_sizes
+from lightning_cgs.data import (
+    CollaborativeDataModule,
+    RoundStep,
+    classimbalance_split,
+    load_digits_tensors,
+    powerlaw_shard_sizes,
+)
 from tests.helpers import quiet_trainer
 
 
@@ -118,10 +124,33 @@ def test_classimbalance_on_digits(clean_digits):
 
 
 def test_classimbalance_infeasible_on_digits_fails_in_setup():
-    # Default cap: 1347 // 5 = 269 examples per agent, but the digits have only about 134 training zeros.
-    data = CollaborativeDataModule(num_agents=5, split="classimbalance")
-    with pytest.raises(ValueError, match=r"agent 0 \(classes \[0\]\) needs 269 examples, but only 13\d examples"):
+    # An explicit cap of 1345: 269 examples per agent, but the digits have only about 134 training zeros.
+    data = CollaborativeDataModule(num_agents=5, split="classimbalance", sample_size_cap=1345)
+    with pytest.raises(
+        ValueError,
+        match=r"agent 0 \(classes \[0\]\) needs 269 examples, but only 13\d examples.*the largest shard every agent "
+        r"can fill is 13\d\)",
+    ):
         data.setup("fit")
+
+
+@pytest.mark.parametrize("num_agents", [2, 5, 10])
+def test_classimbalance_default_shards_shrink_to_what_every_agent_can_fill(clean_digits, num_agents):
+    # Without a cap, 1347 // N examples per agent (at most 600) would exceed what agent 0 (classes [0]) can find;
+    # the shards shrink to the largest size the split can serve, found here by trying every size from the top.
+    labels = clean_digits.train_targets.numpy()
+    expected = min(len(labels) // num_agents, 600)
+    while True:
+        try:
+            classimbalance_split(labels, num_agents, shard_size=expected, seed=0)
+            break
+        except ValueError:
+            expected -= 1
+    assert expected < min(len(labels) // num_agents, 600)  # the default did need to shrink
+    data = make_datamodule(num_agents=num_agents, split="classimbalance")
+    assert data.shard_sizes == [expected] * num_agents
+    assert int(data.train_targets[data.shard_indices[0]].max()) == 0
+    assert len(set(torch.cat(data.shard_indices).tolist())) == expected * num_agents
 
 
 def test_dirichlet_on_digits():

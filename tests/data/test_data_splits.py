@@ -8,6 +8,7 @@ import pytest
 from lightning_cgs.data.splits import (
     POWERLAW_EXPONENT,
     apply_label_noise,
+    classimbalance_max_shard_size,
     classimbalance_split,
     default_class_counts,
     dirichlet_split,
@@ -183,6 +184,34 @@ def test_classimbalance_infeasible_later_agent():
     labels = _balanced_labels(per_class=300)
     with pytest.raises(ValueError, match=r"agent 1 \(classes \[0\]\) needs 200 examples, but only 100"):
         classimbalance_split(labels, 2, class_counts=[1, 1], shard_size=200)
+
+
+def test_classimbalance_max_shard_size_by_hand():
+    labels = _balanced_labels(per_class=300)
+    # Default counts [1, 3, 5, 7, 10]: one agent on 300 zeros; two on 900; three on 1500; four on 2100; five on 3000.
+    assert classimbalance_max_shard_size(labels, 5) == min(300, 900 // 2, 1500 // 3, 2100 // 4, 3000 // 5) == 300
+    assert classimbalance_max_shard_size(labels, 2, class_counts=[1, 1]) == 150
+    assert classimbalance_max_shard_size(labels, 3, class_counts=[10, 2, 2]) == min(600 // 2, 3000 // 3)
+
+
+def test_classimbalance_max_shard_size_is_the_largest_the_split_serves():
+    """Against brute force: the greedy split succeeds at the bound and fails one above it."""
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        num_classes, num_agents = int(rng.integers(2, 7)), int(rng.integers(2, 6))
+        labels = rng.choice(num_classes, size=int(rng.integers(40, 200)), p=rng.dirichlet(np.ones(num_classes)))
+        class_counts = rng.integers(1, num_classes + 1, size=num_agents).tolist()
+        bound = classimbalance_max_shard_size(labels, num_agents, num_classes=num_classes, class_counts=class_counts)
+        largest = 0
+        for size in range(1, len(labels) // num_agents + 1):
+            try:
+                classimbalance_split(
+                    labels, num_agents, num_classes=num_classes, class_counts=class_counts, shard_size=size
+                )
+                largest = size
+            except ValueError:
+                pass
+        assert bound == largest, (labels.tolist(), class_counts)
 
 
 @pytest.mark.parametrize(
