@@ -4,7 +4,7 @@ The three lightning_cgs callbacks go into an ordinary ``L.Trainer``. The data is
 scikit-learn's digits, loaded by hand), split among 4 agents; agent 3 is a free rider that reports a zero update,
 so the fairness is easy to see: it ends with the lowest reputation and the smallest reward.
 
-    python examples/custom_model.py            # about half a minute on 2 CPU cores
+    python examples/custom_model.py            # about 10 seconds on 2 CPU cores
 """
 
 from __future__ import annotations

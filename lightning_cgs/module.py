@@ -78,7 +78,9 @@ class CollaborativeModule(L.LightningModule):
             ``"error"``).
         standalone_baseline: also train a standalone twin of every agent (doubles the training cost).
         keep_own_update: add each agent's own update to its reward (the paper's agents do not keep it).
-        free_riders: ``{agent: "zero" | "random"}``: agents whose reported update is replaced by zero or by noise.
+        free_riders: ``{agent: "zero" | "random"}``: agents that train nothing and report a zero update or noise.
+            Their standalone twins do not train either (a free rider brings nothing of its own), so their
+            standalone accuracy, the contribution in ``rho_standalone``, is that of the initial weights.
         eval_chunk_size: models per vectorised evaluation pass (``None``: all at once).
         free_rider_seed: seed for the noise of ``"random"`` free riders.
 
@@ -162,6 +164,9 @@ class CollaborativeModule(L.LightningModule):
         self.register_buffer("_round_samples", torch.zeros(num_agents, dtype=torch.long), persistent=False)
         self.register_buffer("_round_steps", torch.zeros(num_rows, dtype=torch.long), persistent=False)
         self.register_buffer("_round_loss", torch.zeros(num_rows, dtype=torch.float64), persistent=False)
+        trains = torch.ones(num_agents, dtype=torch.bool)
+        trains[list(free_riders)] = False
+        self.register_buffer("_trains", trains, persistent=False)
         self._round_clock = 0.0
         self._updates: Tensor | None = None
         self.round: RoundRecord | None = None
@@ -257,9 +262,15 @@ class CollaborativeModule(L.LightningModule):
         active = []
         for group in batch.groups:
             rows, inputs, targets = group.agents, group.inputs, group.targets
+            self._round_samples.index_add_(0, group.agents, torch.full_like(group.agents, group.batch_size))
             epochs = group.local_epochs.to(torch.float64)
             if self.lr_decay_every == "round":
                 epochs = torch.zeros_like(epochs)
+            if self.free_riders:  # a free rider trains nothing, and neither does its twin
+                keep = self._trains[rows]
+                rows, inputs, targets, epochs = rows[keep], inputs[keep], targets[keep], epochs[keep]
+                if rows.numel() == 0:
+                    continue
             if self.standalone_baseline:  # each twin trains on its agent's batch
                 rows = torch.cat([rows, rows + self.num_agents])
                 inputs, targets = torch.cat([inputs, inputs]), torch.cat([targets, targets])
@@ -268,12 +279,12 @@ class CollaborativeModule(L.LightningModule):
             losses = self._forward_backward(rows, inputs, targets)
             self._round_loss.index_add_(0, rows, losses.to(self._round_loss.dtype))
             self._round_steps.index_add_(0, rows, torch.ones_like(rows))
-            self._round_samples.index_add_(0, group.agents, torch.full_like(group.agents, group.batch_size))
             active.append(rows)
 
-        rows = torch.cat(active)
-        # agents that finished their local epochs are in no group: they take no step (Adam's moments stay put)
-        optimizer.step(rows=None if rows.numel() == self.pool.num_rows else rows, lr_scale=lr_scale)
+        if active:
+            rows = torch.cat(active)
+            # agents that finished their local epochs are in no group: they take no step (Adam's moments stay put)
+            optimizer.step(rows=None if rows.numel() == self.pool.num_rows else rows, lr_scale=lr_scale)
         if batch.last:
             self._round_clock = time.perf_counter() - self._round_clock
             self.round = RoundRecord(round_index=self.round_index, seconds={"train": self._round_clock})
@@ -282,10 +293,12 @@ class CollaborativeModule(L.LightningModule):
     def _log_train_loss(self) -> None:
         agents = self.agent_rows
         per_agent = (self._round_loss[agents] / self._round_steps[agents].clamp(min=1)).tolist()
-        self.log(
-            "train/loss", sum(per_agent) / len(per_agent), on_step=False, on_epoch=True, prog_bar=True, batch_size=1
-        )
-        self.log_round_metrics({f"train/loss/agent_{i}": value for i, value in enumerate(per_agent)})
+        per_agent = {i: value for i, value in enumerate(per_agent) if i not in self.free_riders}  # riders train not
+        if not per_agent:
+            return
+        mean = sum(per_agent.values()) / len(per_agent)
+        self.log("train/loss", mean, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
+        self.log_round_metrics({f"train/loss/agent_{i}": value for i, value in per_agent.items()})
 
     def log_round_metrics(self, metrics: Mapping[str, float]) -> None:
         """Send per-agent scalars straight to the trainer's loggers, on global rank zero, at this round's step.
@@ -393,7 +406,7 @@ class CollaborativeModule(L.LightningModule):
     def round_updates(self) -> Tensor:
         """The agents' updates of this round, ``(N, d)``: parameters now minus at the round start.
 
-        Free riders report zero or random noise instead of their real update. Computed once per round.
+        Free riders, which do not train, report zero or random noise. Computed once per round.
         """
         if self._round_start is None:
             raise RuntimeError("round_updates() is only available between the start and the end of a round.")

@@ -91,13 +91,19 @@ class FairnessReport:
         lines.append(f"rounds: {self.rounds}")
         for key in SUMMARY_KEYS:
             value = self.summary.get(key)
-            shown = (
-                "undefined (a constant vector has no correlation)"
-                if value is None and key.startswith("rho")
-                else ("n/a" if value is None else _fmt(value))
-            )
-            lines.append(f"{key}: {shown}")
+            lines.append(f"{key}: {_fmt(value) if value is not None else self._why_missing(key)}")
         return "\n".join(lines)
+
+    def _why_missing(self, key: str) -> str:
+        """Why a summary value is ``None``: its inputs were not measured, or a correlation had a constant side."""
+        if key.startswith("rho_cgsv") and all(row["reputation"] is None for row in self.agents):
+            return "n/a (no reputations: CosineGradientShapley was not in the callbacks)"
+        needs_twins = key.startswith("rho_standalone") or key == "individual_rationality"
+        if needs_twins and all(row["standalone_accuracy"] is None for row in self.agents):
+            return "n/a (no standalone accuracies: standalone_baseline=False)"
+        if key.startswith("rho"):
+            return "undefined (a constant vector has no correlation)"
+        return "n/a"
 
     def save(self, folder: str | Path, stem: str = "fairness_report") -> tuple[Path, Path]:
         """Write ``<stem>.csv`` (one row per agent, then the summary as ``key,value`` rows) and ``<stem>.json``."""

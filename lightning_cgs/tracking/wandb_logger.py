@@ -85,6 +85,10 @@ class CollaborativeWandbLogger(WandbLogger):
         super().__init__(
             name=name, save_dir=save_dir, version=version, project=project, offline=False, log_model=log_model, **kwargs
         )
+        # Lightning 2.6 always hands wandb.init `anonymous` (None unless asked for), and wandb 0.31 warns that the
+        # setting has no effect whenever it is present: leave it out unless the user set it. Drop once Lightning does.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
         self.requested_mode: WandbMode = "offline" if offline else mode
         self.network_timeout = float(network_timeout)
         self.mode: str | None = None
@@ -104,6 +108,8 @@ class CollaborativeWandbLogger(WandbLogger):
         return self._experiment
 
     def _start_run(self) -> Any:
+        if self.save_dir:  # wandb looks for a git repository there, and warns when the folder does not exist yet
+            Path(self.save_dir).mkdir(parents=True, exist_ok=True)
         mode, reason = resolve_wandb_mode(self.requested_mode, self.network_timeout)
         attempts = [mode] + (["offline"] if mode == "online" else []) + ([] if mode == "disabled" else ["disabled"])
         failures = []

@@ -197,6 +197,47 @@ def test_free_rider_gets_the_floor_and_the_smallest_reward() -> None:
     assert rewarder.fractions[0] == rewarder.fractions.min() < 1
 
 
+def test_a_free_rider_and_its_standalone_twin_train_nothing() -> None:
+    """A free rider brings nothing of its own: it takes no optimizer step (Adam's step count stays 0), its twin keeps
+    the initial weights, and each round its parameters move by exactly its reward."""
+    initial = [p.detach().clone() for p in make_model().parameters()]
+    module = CollaborativeModule(
+        make_model(), num_agents=3, local_epochs=EPOCHS, optimizer="adam", lr=0.01, free_riders={1: "zero"}
+    )
+    seen = []  # per round: the rider's parameters after the reward, the aggregate, the rider's reward fraction
+
+    class Record(L.Callback):  # listed after the reward callback, so it runs after it
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch.last:
+                rider = [p.detach()[1].clone() for p in pl_module.pool.stacked_params()]
+                seen.append((rider, pl_module.round.aggregate.clone(), float(pl_module.round.reward_fractions[1])))
+
+    scorer, rewarder = CosineGradientShapley(alpha=ALPHA, gamma=GAMMA), FairGradientReward()
+    trainer(ROUNDS, [scorer, rewarder, Record()]).fit(
+        module, train_dataloaders=PlannedLoader(make_shards(), BATCH, EPOCHS, seed=2)
+    )
+
+    steps = module.trainer.optimizers[0].state[module.pool.stacked_params()[0]]["step"]
+    assert steps[[1, 3 + 1]].tolist() == [0, 0]  # the rider and its twin
+    assert steps[[0, 2, 3, 5]].tolist() == [ROUNDS * EPOCHS * n for n in (2, 5, 2, 5)]  # ceil(6 / 4), ceil(17 / 4)
+    for stacked, start in zip(module.pool.stacked_params(), initial, strict=True):
+        torch.testing.assert_close(stacked.detach()[3 + 1], start, atol=0, rtol=0)  # the rider's twin
+        assert not torch.equal(stacked.detach()[3 + 0], start)  # the other twins trained
+
+    # each round the rider moves by the aggregate with all but its ceil(q n) largest magnitudes per tensor zeroed
+    before = initial
+    for after, aggregate, fraction in seen:
+        pieces = aggregate.split([p.numel() for p in initial])
+        for old, new, piece in zip(before, after, pieces, strict=True):
+            keep = math.ceil(fraction * piece.numel())
+            order = sorted(range(piece.numel()), key=lambda j: -abs(float(piece[j])))
+            expected = torch.zeros_like(piece)
+            expected[order[:keep]] = piece[order[:keep]]
+            torch.testing.assert_close(new - old, expected.reshape(old.shape), atol=1e-6, rtol=0)
+        before = after
+    assert scorer.contributions[1] == 0 and len(seen) == ROUNDS
+
+
 @pytest.mark.parametrize(
     ("callbacks", "message"),
     [
