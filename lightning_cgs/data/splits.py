@@ -109,6 +109,18 @@ def powerlaw_split(num_samples: int, num_agents: int, seed: Seed = 0) -> list[np
     return _cut_permutation(powerlaw_shard_sizes(num_samples, num_agents), seed)
 
 
+def _check_classimbalance(
+    labels: Sequence[int] | np.ndarray, num_agents: int, num_classes: int | None, class_counts: Sequence[int] | None
+) -> tuple[np.ndarray, int, int, list[int]]:
+    """The validated arguments shared by the classimbalance functions, with their defaults filled in."""
+    labels = _check_labels(labels)
+    num_agents = check_int("num_agents", num_agents, minimum=1)
+    num_classes = _resolve_num_classes(labels, num_classes)
+    if class_counts is None:
+        class_counts = default_class_counts(num_agents, num_classes)
+    return labels, num_agents, num_classes, check_class_counts(class_counts, num_agents, num_classes)
+
+
 def classimbalance_max_shard_size(
     labels: Sequence[int] | np.ndarray,
     num_agents: int,
@@ -133,12 +145,7 @@ def classimbalance_max_shard_size(
         >>> classimbalance_max_shard_size(labels, 3, class_counts=[2, 2, 3])
         6
     """
-    labels = _check_labels(labels)
-    num_agents = check_int("num_agents", num_agents, minimum=1)
-    num_classes = _resolve_num_classes(labels, num_classes)
-    if class_counts is None:
-        class_counts = default_class_counts(num_agents, num_classes)
-    class_counts = check_class_counts(class_counts, num_agents, num_classes)
+    labels, num_agents, num_classes, class_counts = _check_classimbalance(labels, num_agents, num_classes, class_counts)
     below = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=num_classes))])  # below[c]: classes < c
     return int(min(below[c] // sum(1 for k in class_counts if k <= c) for c in set(class_counts)))
 
@@ -170,12 +177,7 @@ def classimbalance_split(
         ValueError: if an entry of ``class_counts`` lies outside ``[1, num_classes]``, or if an agent cannot get
             ``shard_size`` examples of its classes.
     """
-    labels = _check_labels(labels)
-    num_agents = check_int("num_agents", num_agents, minimum=1)
-    num_classes = _resolve_num_classes(labels, num_classes)
-    if class_counts is None:
-        class_counts = default_class_counts(num_agents, num_classes)
-    class_counts = check_class_counts(class_counts, num_agents, num_classes)
+    labels, num_agents, num_classes, class_counts = _check_classimbalance(labels, num_agents, num_classes, class_counts)
     shard_size = len(labels) // num_agents if shard_size is None else shard_size
     shard_size = check_int("shard_size", shard_size, minimum=1)
     rng = as_generator(seed)
