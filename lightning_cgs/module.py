@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
@@ -230,6 +231,7 @@ class CollaborativeModule(L.LightningModule):
             )
 
     def on_fit_start(self) -> None:
+        self._check_model_takes_data(getattr(self.trainer, "datamodule", None), self.trainer.precision_plugin)
         name, lr, _ = self._optimizer_spec
         rank_zero_info(
             f"lightning_cgs: {self.num_agents} agents x {self.pool.num_weights:,} weights, "
@@ -240,6 +242,35 @@ class CollaborativeModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._open_round()
+
+    def _check_model_takes_data(self, datamodule: Any, precision: Precision) -> None:
+        """One forward and loss on two training examples, so a model that does not fit the data fails before round 0.
+
+        Runs when the datamodule exposes ``train_inputs``, ``train_targets`` and ``num_classes`` (as
+        ``CollaborativeDataModule`` does), on agent 0 in eval mode without gradients: no state changes.
+        """
+        try:
+            inputs, targets = datamodule.train_inputs[:2], datamodule.train_targets[:2]
+            num_classes = int(datamodule.num_classes)
+        except Exception:  # not our datamodule, or one without these tensors: nothing to check against
+            return
+        seen = f"inputs of shape {tuple(inputs.shape[1:])} ({inputs.dtype}) and {num_classes} classes"
+        try:
+            with precision.forward_context():  # the dtype and autocast that the training steps will see
+                outputs = self.pool.row_outputs(0, precision.convert_input(inputs.to(self.device)))
+            if not isinstance(outputs, Tensor) or outputs.ndim != 2 or outputs.shape[0] != len(inputs):
+                shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
+                raise ValueError(f"expected outputs of shape ({len(inputs)}, {num_classes}), got {shape}")
+            if outputs.shape[1] < num_classes:
+                raise ValueError(f"it gives {outputs.shape[1]} outputs per example for {num_classes} classes")
+            with torch.no_grad():
+                self.loss_fn(outputs, targets.to(self.device))
+        except Exception as error:
+            raise MisconfigurationException(
+                f"The model `{self.pool.model_name}` does not fit the data ({seen}): on two training examples, "
+                f"{type(error).__name__}: {error}. Check its input size and its number of outputs against the "
+                "datamodule's `input_shape` and `num_classes`."
+            ) from error
 
     def training_step(self, batch: RoundStep, batch_idx: int) -> None:
         if not isinstance(batch, RoundStep):

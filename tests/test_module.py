@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 
@@ -120,6 +121,49 @@ def test_a_multi_process_trainer_is_refused_before_training() -> None:
     with pytest.raises(Exception, match=r"runs all agents in one process, but this trainer has `world_size=2`"):
         trainer.fit(module, data)
     assert module.round_index == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            MLP(784, 8, 10),
+            r"The model `MLP` does not fit the data \(inputs of shape \(1, 8, 8\) \(torch.float32\) and 10 "
+            r"classes\): on two training examples, RuntimeError: mat1 and mat2 shapes cannot be multiplied",
+        ),
+        (MLP(64, 8, 5), r"ValueError: it gives 5 outputs per example for 10 classes"),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Flatten(0)),
+            r"ValueError: expected outputs of shape \(2, 10\), got \(20,\)",
+        ),
+    ],
+    ids=["wrong-input-size", "too-few-outputs", "flattened-outputs"],
+)
+def test_a_model_that_does_not_fit_the_data_fails_before_training(model: nn.Module, message: str) -> None:
+    data = CollaborativeDataModule("digits", num_agents=3, batch_size=64, local_epochs=1)
+    module = CollaborativeModule(model, num_agents=3, standalone_baseline=False)
+    before = [p.detach().clone() for p in module.pool.stacked_params()]
+    with pytest.raises(MisconfigurationException, match=message):
+        quiet_trainer().fit(module, data)
+    assert module.round_index == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, module.pool.stacked_params(), strict=True))
+
+
+def test_the_fit_check_changes_no_state() -> None:
+    """The forward on two examples runs in eval mode: BatchNorm statistics and parameters stay as they were."""
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.ReLU(), nn.Linear(16, 10)
+    )
+    module = CollaborativeModule(model, num_agents=3)
+    data = CollaborativeDataModule("digits", num_agents=3, batch_size=64, local_epochs=1)
+    data.setup("fit")
+    with torch.no_grad():  # move the running statistics off their defaults, so a reset would show too
+        for buffer in module.pool.stacked_buffers():
+            buffer.add_(torch.rand_like(buffer.float()).to(buffer.dtype))
+    state = [t.clone() for t in [*module.pool.stacked_params(), *module.pool.stacked_buffers()]]
+    module._check_model_takes_data(data, Precision())
+    after = [*module.pool.stacked_params(), *module.pool.stacked_buffers()]
+    assert all(torch.equal(a, b) for a, b in zip(state, after, strict=True))
 
 
 @pytest.mark.parametrize("limit", [0.5, 1, 3])

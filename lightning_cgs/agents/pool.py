@@ -212,6 +212,19 @@ class AgentPool(nn.Module):
         with self._explain_vmap_errors():
             return vmap(forward, chunk_size=chunk_size)(params, buffers)
 
+    @property
+    def model_name(self) -> str:
+        """Class name of the agents' architecture, for messages."""
+        return type(self._template).__name__
+
+    def row_outputs(self, row: int, inputs: Tensor) -> Tensor:
+        """Eval-mode outputs of row ``row`` on ``inputs``, without vmap, gradients or any change of state."""
+        names = zip(self.param_names, self.stacked_params(), strict=True)
+        params = self.with_aliases({name: stacked.detach()[row] for name, stacked in names})
+        buffers = {name: b[row].clone() for name, b in zip(self.buffer_names, self.stacked_buffers(), strict=True)}
+        with torch.no_grad():
+            return functional_call(self._template.eval(), (params, buffers), (inputs,))
+
     @contextlib.contextmanager
     def _explain_vmap_errors(self) -> Iterator[None]:
         """Re-raise a failure inside ``torch.vmap`` with the model's name and what to do instead."""
@@ -219,7 +232,7 @@ class AgentPool(nn.Module):
             yield
         except (RuntimeError, ValueError, NotImplementedError) as error:
             raise RuntimeError(
-                f"The model `{type(self._template).__name__}` cannot run its agents vectorised under torch.vmap: "
+                f"The model `{self.model_name}` cannot run its agents vectorised under torch.vmap: "
                 f"{error}\nUse `CollaborativeModule(execution='sequential')`, which runs the same agents one after "
                 "another (typical causes: `.item()` or data-dependent Python control flow in `forward`, in-place "
                 "changes of captured tensors, or dropout with `randomness='error'`)."
