@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,10 @@ def build_cli(args: Sequence[str] | None, run: bool = True) -> CollaborativeCLI:
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of ``lightning-cgs``: ``plot`` draws a finished run's figures; anything else goes to LightningCLI."""
     argv = list(sys.argv[1:] if args is None else args)
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates, once per run; nothing for a user to do
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
     if argv and argv[0] == "plot":
         plot_main(argv[1:])
         return

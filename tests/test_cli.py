@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -27,19 +29,34 @@ def powerlaw_sizes(total: int, agents: int, exponent: float = 1.65911332899) -> 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
-    main(
-        [
-            "fit",
-            "--config",
-            str(ROOT / "configs" / "digits.yaml"),
-            "--trainer.max_epochs=3",
-            f"--trainer.logger.init_args.save_dir={folder}",
-            f"--trainer.default_root_dir={folder}",
-            "--trainer.enable_progress_bar=false",
-        ]
-    )
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main(
+            [
+                "fit",
+                "--config",
+                str(ROOT / "configs" / "digits.yaml"),
+                "--trainer.max_epochs=3",
+                f"--trainer.logger.init_args.save_dir={folder}",
+                f"--trainer.default_root_dir={folder}",
+                "--trainer.enable_progress_bar=false",
+            ]
+        )
     (run,) = (folder / "digits").iterdir()
+    (folder / "stdout.txt").write_text(printed.getvalue())
     return run
+
+
+def test_the_report_is_printed_on_standard_output(digits_run: Path) -> None:
+    """`lightning-cgs fit ... > log.txt` keeps the result: the table goes to stdout, Lightning's messages to stderr."""
+    printed = (digits_run.parents[1] / "stdout.txt").read_text()
+    assert "Fairness report after 3 rounds" in printed
+    assert f"Saved: {digits_run / 'fairness_report.csv'}, {digits_run / 'fairness_report.json'}" in printed
+    report = json.loads((digits_run / "fairness_report.json").read_text())
+    table = printed.split("Fairness report after 3 rounds", 1)[1]
+    cells = [[cell.strip() for cell in line.split("|")] for line in table.splitlines() if "|" in line]
+    for row in report["agents"]:  # each agent's row: its index, then its shard size
+        assert [str(row["agent"]), str(row["shard_size"])] in [line[:2] for line in cells]
 
 
 def test_fit_writes_the_report_and_the_metrics(digits_run: Path) -> None:

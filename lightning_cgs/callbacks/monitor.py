@@ -236,9 +236,11 @@ class FairnessMonitor(RoundEndCallback):
     @rank_zero_only
     def _write_report(self, folder: Path, report: FairnessReport) -> None:
         csv_path, json_path = report.save(folder)
-        rank_zero_info(
+        # the run's result goes to standard output (Lightning's own messages go to standard error)
+        print(
             f"\nFairness report after {report.rounds} round{'s' if report.rounds != 1 else ''}\n{report.format()}\n"
-            f"Saved: {csv_path}, {json_path}"
+            f"Saved: {csv_path}, {json_path}",
+            flush=True,
         )
 
     def _save_figures(self, series: FairnessSeries, folder: Path) -> dict[str, Path]:

@@ -25,7 +25,7 @@ from lightning_cgs.data.splits import (
     SPLIT_NAMES,
     SplitName,
     apply_label_noise,
-    classimbalance_max_shard_size,
+    classimbalance_balanced_shard_size,
     classimbalance_split,
     dirichlet_split,
     powerlaw_split,
@@ -58,8 +58,9 @@ class CollaborativeDataModule(L.LightningDataModule):
     - ``"classimbalance"``: equal shards of ``sample_size_cap // num_agents`` examples; agent ``k`` sees only the first
       ``class_counts[k]`` classes (default: evenly spaced from 1 to the number of classes). So that the restricted
       agents can find enough examples of their few classes, these shards are drawn from the whole training set.
-      Without ``sample_size_cap``, the shards shrink, where needed, to the largest size that every agent can fill
-      with examples of its classes (on the digits: 133 per agent, the number of training zeros).
+      Without ``sample_size_cap``, the shards shrink, where needed, to the largest size at which every agent gets
+      an even share of each of its classes (:func:`classimbalance_balanced_shard_size`; on the digits with 5 agents:
+      74 each). Larger shards would let the one-class agent take all the zeros, leaving none to the others.
     - ``"dirichlet"``: the examples of each class are divided in ``Dirichlet(dirichlet_alpha)`` proportions.
 
     ``label_noise`` then gives a fraction of some agents' examples a wrong label. The test set is the dataset's own
@@ -208,15 +209,15 @@ class CollaborativeDataModule(L.LightningDataModule):
         if self.split == "classimbalance":
             candidates = order
             shard_size = cap // self.num_agents
-            if self.sample_size_cap is None:  # the default shrinks to what the most restricted agents can fill
-                largest = classimbalance_max_shard_size(
+            if self.sample_size_cap is None:  # the default shrinks until every agent gets all its classes evenly
+                balanced = classimbalance_balanced_shard_size(
                     labels, self.num_agents, num_classes=num_classes, class_counts=self.class_counts
                 )
-                if largest < shard_size:
-                    shard_size = max(largest, 1)  # 0: some agent's classes are empty, and the split says so
+                if balanced < shard_size:
+                    shard_size = max(balanced, 1)  # 0: some agent's classes are empty, and the split says so
                     shard_note = (
-                        f"; classimbalance shards of {shard_size}, the most that every agent can fill with its "
-                        "classes (pass `sample_size_cap` to choose)"
+                        f"; classimbalance shards of {shard_size}, the most at which every agent gets an even share "
+                        "of each of its classes (pass `sample_size_cap` to choose)"
                     )
             positions = classimbalance_split(
                 labels[candidates],

@@ -150,6 +150,44 @@ def classimbalance_max_shard_size(
     return int(min(below[c] // sum(1 for k in class_counts if k <= c) for c in set(class_counts)))
 
 
+def classimbalance_balanced_shard_size(
+    labels: Sequence[int] | np.ndarray,
+    num_agents: int,
+    *,
+    num_classes: int | None = None,
+    class_counts: Sequence[int] | None = None,
+) -> int:
+    """The largest equal shard size at which every agent's shard spreads evenly over all of its classes.
+
+    Agent ``k`` asks at most ``ceil(s / c_k)`` examples of each of its ``c_k`` classes, so when, for every class
+    ``j``, those asks of all agents that see ``j`` fit into its examples, ``sum_{k : c_k > j} ceil(s / c_k) <=
+    #{examples of class j}``, :func:`classimbalance_split` gives every agent ``floor`` or ``ceil`` of ``s / c_k``
+    examples of each of its classes. Above this size a scarce class (class 0, which every agent sees) can be used up
+    by the most restricted agents, and the others make up for it with their other classes.
+    :func:`classimbalance_max_shard_size` is the size the split can still fill, evenly or not.
+
+    Example:
+        >>> labels = [0] * 10 + [1] * 10 + [2] * 10
+        >>> classimbalance_balanced_shard_size(labels, 3, class_counts=[1, 2, 3])
+        5
+        >>> classimbalance_max_shard_size(labels, 3, class_counts=[1, 2, 3])
+        10
+    """
+    labels, num_agents, num_classes, class_counts = _check_classimbalance(labels, num_agents, num_classes, class_counts)
+    examples = np.bincount(labels, minlength=num_classes)
+
+    def fits(size: int) -> bool:
+        return all(
+            sum(-(-size // c) for c in class_counts if c > label) <= examples[label] for label in range(num_classes)
+        )
+
+    low, high = 0, len(labels) // num_agents  # fits(low) holds; the asks grow with the size
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
 def classimbalance_split(
     labels: Sequence[int] | np.ndarray,
     num_agents: int,

@@ -166,7 +166,7 @@ def draw_contribution_vs_reward(
     shown = describe_rho(rho, standalone_accuracy, final_accuracy)
     _finish_axes(
         ax,
-        title=f"Contribution vs reward: rho_standalone = {shown}",
+        title=f"Standalone vs final accuracy: rho_standalone = {shown}",
         xlabel="standalone accuracy (contribution)",
         ylabel="final accuracy (reward)",
         legend=len(labels) <= _LEGEND_LIMIT,

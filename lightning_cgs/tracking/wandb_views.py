@@ -124,7 +124,7 @@ def _charts(wandb: Any, series: FairnessSeries) -> dict[str, Any]:
     ]
     if points:
         standalone, final = series.final_standalone_accuracy, series.final_accuracy
-        title = f"Contribution vs reward: rho_standalone = {describe_rho(rho, standalone, final)}"
+        title = f"Standalone vs final accuracy: rho_standalone = {describe_rho(rho, standalone, final)}"
         if line is not None:
             title += f" (fit: {describe_fit(*line)})"
         table = wandb.Table(columns=["agent", "standalone_accuracy", "final_accuracy"], data=points)

@@ -1,5 +1,7 @@
 """CollaborativeDataModule end to end on the digits, on user datasets, under a Trainer, and its error messages."""
 
+import math
+
 import lightning as L
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from torch.utils.data import Dataset, TensorDataset
 from lightning_cgs.data import (
     CollaborativeDataModule,
     RoundStep,
-    classimbalance_split,
+    default_class_counts,
     load_digits_tensors,
     powerlaw_shard_sizes,
 )
@@ -135,21 +137,24 @@ def test_classimbalance_infeasible_on_digits_fails_in_setup():
 
 
 @pytest.mark.parametrize("num_agents", [2, 5, 10])
-def test_classimbalance_default_shards_shrink_to_what_every_agent_can_fill(clean_digits, num_agents):
-    # Without a cap, 1347 // N examples per agent (at most 600) would exceed what agent 0 (classes [0]) can find;
-    # the shards shrink to the largest size the split can serve, found here by trying every size from the top.
+def test_classimbalance_default_shards_give_every_agent_all_its_classes_evenly(clean_digits, num_agents):
+    # Without a cap, 1347 // N examples per agent (at most 600) cannot be spread evenly over agent 0's only class.
+    # Expected: the largest size at which each agent may take ceil(size / c_k) of each of its classes, by trying
+    # every size from the top with a plain loop over the classes.
     labels = clean_digits.train_targets.numpy()
+    counts = default_class_counts(num_agents, 10)
+    per_class = [int((labels == label).sum()) for label in range(10)]
     expected = min(len(labels) // num_agents, 600)
-    while True:
-        try:
-            classimbalance_split(labels, num_agents, shard_size=expected, seed=0)
-            break
-        except ValueError:
-            expected -= 1
+    while any(sum(math.ceil(expected / c) for c in counts if c > j) > per_class[j] for j in range(10)):
+        expected -= 1
     assert expected < min(len(labels) // num_agents, 600)  # the default did need to shrink
     data = make_datamodule(num_agents=num_agents, split="classimbalance")
     assert data.shard_sizes == [expected] * num_agents
-    assert int(data.train_targets[data.shard_indices[0]].max()) == 0
+    for agent, seen in enumerate(counts):  # every class the agent should see, each within one of the others
+        histogram = data.class_counts_per_agent[agent]
+        assert histogram[seen:].sum() == 0
+        assert int(histogram[:seen].max()) - int(histogram[:seen].min()) <= 1
+        assert int(histogram[:seen].min()) == expected // seen
     assert len(set(torch.cat(data.shard_indices).tolist())) == expected * num_agents
 
 

@@ -8,6 +8,7 @@ import pytest
 from lightning_cgs.data.splits import (
     POWERLAW_EXPONENT,
     apply_label_noise,
+    classimbalance_balanced_shard_size,
     classimbalance_max_shard_size,
     classimbalance_split,
     default_class_counts,
@@ -212,6 +213,45 @@ def test_classimbalance_max_shard_size_is_the_largest_the_split_serves():
             except ValueError:
                 pass
         assert bound == largest, (labels.tolist(), class_counts)
+
+
+def test_classimbalance_balanced_shard_size_by_hand():
+    labels = _balanced_labels(per_class=300)
+    # Default counts [1, 3, 5, 7, 10]: class 0 is asked by all five agents. At 168 they ask
+    # 168 + 56 + 34 + 24 + 17 = 299 <= 300 zeros; at 169, 169 + 57 + 34 + 25 + 17 = 302 > 300.
+    assert classimbalance_balanced_shard_size(labels, 5) == 168
+    # Ten agents on classes 0 and 1 ask 10 * ceil(s / 2) of each: 300 at s = 60, 310 at s = 61.
+    assert classimbalance_balanced_shard_size(labels, 10, class_counts=[2] * 10) == 60
+    # Two of them: 2 * ceil(s / 2) <= 300 up to s = 300.
+    assert classimbalance_balanced_shard_size(labels, 2, class_counts=[2, 2]) == 300
+
+
+def test_classimbalance_balanced_shard_size_gives_even_shards():
+    """Against a plain loop over sizes and classes; at the size found, the split spreads every agent evenly."""
+    rng = np.random.default_rng(1)
+    for _ in range(25):
+        num_classes, num_agents = int(rng.integers(2, 7)), int(rng.integers(2, 6))
+        labels = rng.choice(num_classes, size=int(rng.integers(40, 300)), p=rng.dirichlet(np.ones(num_classes) * 3))
+        class_counts = rng.integers(1, num_classes + 1, size=num_agents).tolist()
+        size = classimbalance_balanced_shard_size(
+            labels, num_agents, num_classes=num_classes, class_counts=class_counts
+        )
+        per_class = [int((labels == j).sum()) for j in range(num_classes)]
+        largest = 0
+        for candidate in range(1, len(labels) // num_agents + 1):
+            asks = [sum(-(-candidate // c) for c in class_counts if c > j) for j in range(num_classes)]
+            if all(ask <= have for ask, have in zip(asks, per_class, strict=True)):
+                largest = candidate
+        assert size == largest, (labels.tolist(), class_counts)
+        if size == 0:
+            continue
+        shards = classimbalance_split(
+            labels, num_agents, num_classes=num_classes, class_counts=class_counts, shard_size=size, seed=0
+        )
+        for shard, seen in zip(shards, class_counts, strict=True):
+            histogram = np.bincount(labels[shard], minlength=num_classes)
+            assert histogram[seen:].sum() == 0
+            assert histogram[:seen].max() - histogram[:seen].min() <= 1, (histogram, seen, size)
 
 
 @pytest.mark.parametrize(

@@ -108,9 +108,9 @@ def test_contribution_vs_reward_shows_the_points_the_fit_and_rho(digits_run: Dig
     rho = pearson_or_none(final, standalone)
     title = ax.get_title()
     if rho is None:
-        assert title.startswith("Contribution vs reward: rho_standalone = undefined (all ")
+        assert title.startswith("Standalone vs final accuracy: rho_standalone = undefined (all ")
     else:
-        assert title == f"Contribution vs reward: rho_standalone = {rho:.3f}"
+        assert title == f"Standalone vs final accuracy: rho_standalone = {rho:.3f}"
     slope, intercept = np.polyfit(standalone, final, 1)
     (fit,) = [line for line in ax.get_lines() if line.get_label().startswith("fit:")]
     np.testing.assert_allclose(fit.get_ydata(), slope * fit.get_xdata() + intercept, atol=1e-9)
