@@ -44,7 +44,9 @@ class ReputationTrace(L.Callback):
         self.trace.append(self.scorer.reputation.clone())
 
 
-def run(dataset: str, seed: int, rounds: int, num_agents: int) -> tuple[list[int], list[torch.Tensor], float]:
+def run(
+    dataset: str, seed: int, rounds: int, num_agents: int, drop_last: bool = False
+) -> tuple[list[int], list[torch.Tensor], float]:
     settings = SETTINGS[dataset]
     L.seed_everything(seed, verbose=False)
     data = CollaborativeDataModule(
@@ -53,6 +55,7 @@ def run(dataset: str, seed: int, rounds: int, num_agents: int) -> tuple[list[int
         split="powerlaw",
         batch_size=settings["batch_size"],
         sample_size_cap=settings["cap"],
+        drop_last=drop_last,
         seed=seed,
     )
     model = MLP(64, 64, 10) if dataset == "digits" else PaperCNN()
@@ -88,25 +91,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--agents", type=int, default=5)
+    parser.add_argument("--drop-last", action="store_true", help="drop each pass's last, shorter mini-batch")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
     print(
         f"`{args.dataset} | powerlaw | {args.agents} agents | {args.rounds} rounds | E = 3 | alpha 0.95 | "
-        f"Gamma 0.5 | beta 1 | torch {torch.__version__}`\n"
+        f"Gamma 0.5 | beta 1 | drop_last {args.drop_last} | torch {torch.__version__}`\n"
     )
     print(
         "| seed | shard sizes | final reputations | Spearman(reputation, shard) | strictly monotone "
-        "| rounds with the smallest agent lowest | s per round |"
+        "| rounds strictly monotone | rounds with the smallest agent lowest | s per round |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     spearmans, monotone, lowest_share = [], 0, []
     for seed in seeds:
-        sizes, trace, seconds = run(args.dataset, seed, args.rounds, args.agents)
+        sizes, trace, seconds = run(args.dataset, seed, args.rounds, args.agents, args.drop_last)
         final = trace[-1]
         rho = float(spearmanr(final.tolist(), sizes).statistic)
         order = torch.tensor(sizes).argsort()
         strictly = bool((final[order].diff() > 0).all())
+        monotone_rounds = sum(bool((r[order].diff() > 0).all()) for r in trace)
         smallest = int(order[0])
         lowest = sum(int(r.argmin()) == smallest for r in trace)
         spearmans.append(rho)
@@ -114,7 +119,7 @@ def main() -> None:
         lowest_share.append(lowest / len(trace))
         print(
             f"| {seed} | {sizes} | {[round(v, 4) for v in final.tolist()]} | {rho:.2f} | "
-            f"{'yes' if strictly else 'no'} | {lowest}/{len(trace)} | {seconds:.2f} |"
+            f"{'yes' if strictly else 'no'} | {monotone_rounds}/{len(trace)} | {lowest}/{len(trace)} | {seconds:.2f} |"
         )
     print(
         f"\nover {len(seeds)} seeds: mean Spearman {statistics.fmean(spearmans):.2f} (min {min(spearmans):.2f}), "

@@ -89,6 +89,9 @@ class CollaborativeDataModule(L.LightningDataModule):
         label_noise: ``{agent: fraction}``: that fraction of the agent's examples gets a random wrong label.
         local_epochs: passes over its shard that each agent makes per round; ``None`` reads ``local_epochs`` from
             the trainer's LightningModule when :meth:`train_dataloader` is called.
+        drop_last: drop the last, shorter mini-batch of every pass, so that every step of every agent averages
+            ``batch_size`` examples (a shard of ``k * batch_size + 1`` examples would otherwise end each pass with a
+            step on one example); every shard then needs at least ``batch_size`` examples.
         eval_batch_size: batch size of the test loader.
         num_workers: worker processes of both loaders.
         seed: non-negative integer from which the subsample, the split, the label noise and the batch order derive.
@@ -126,6 +129,7 @@ class CollaborativeDataModule(L.LightningDataModule):
         dirichlet_alpha: float = 0.5,
         label_noise: dict[int, float] | None = None,
         local_epochs: int | None = None,
+        drop_last: bool = False,
         eval_batch_size: int = 1024,
         num_workers: int = 0,
         seed: int = 0,
@@ -140,6 +144,9 @@ class CollaborativeDataModule(L.LightningDataModule):
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.seed = check_int("seed", seed, minimum=0)
         self.local_epochs = None if local_epochs is None else check_int("local_epochs", local_epochs, minimum=1)
+        if not isinstance(drop_last, bool):
+            raise TypeError(f"Expected `drop_last` to be True or False, but got {drop_last!r}.")
+        self.drop_last = drop_last
         self.dirichlet_alpha = check_positive_float("dirichlet_alpha", dirichlet_alpha)
         self.label_noise = {} if label_noise is None else check_label_noise(label_noise, self.num_agents)
         self.sample_size_cap = self._check_sample_size_cap(sample_size_cap)
@@ -242,6 +249,8 @@ class CollaborativeDataModule(L.LightningDataModule):
                     seed=split_seed,
                 )
         shards = [np.sort(candidates[agent_positions]) for agent_positions in positions]
+        if self.drop_last:  # a shard smaller than one batch would never train: say so now, not in the first round
+            RoundSchedule([len(shard) for shard in shards], self.batch_size, local_epochs=1, drop_last=True)
 
         if self.label_noise:
             labels = apply_label_noise(labels, shards, self.label_noise, num_classes=num_classes, seed=noise_seed)
@@ -269,7 +278,9 @@ class CollaborativeDataModule(L.LightningDataModule):
         Its sampler's ``set_epoch`` (which Lightning calls at the start of every epoch) selects the round.
         """
         prepared = self._require_setup("train_dataloader")
-        self.schedule = RoundSchedule(self.shard_sizes, self.batch_size, self._resolve_local_epochs(), seed=self.seed)
+        self.schedule = RoundSchedule(
+            self.shard_sizes, self.batch_size, self._resolve_local_epochs(), seed=self.seed, drop_last=self.drop_last
+        )
         dataset = RoundStepDataset(prepared.train_inputs, prepared.train_targets, prepared.shards, self.schedule)
         sampler = RoundSampler(self.schedule.steps_per_round)
         # Lightning creates (and prefetches from) the first iterator before it calls `set_epoch`; when it resumes

@@ -158,6 +158,35 @@ def test_classimbalance_default_shards_give_every_agent_all_its_classes_evenly(c
     assert len(set(torch.cat(data.shard_indices).tolist())) == expected * num_agents
 
 
+def test_drop_last_gives_every_step_a_full_batch():
+    data = make_datamodule(num_agents=3, split="powerlaw", batch_size=16, local_epochs=2, drop_last=True)
+    assert data.shard_sizes == [53, 449, 845]
+    steps = run_round(data, 0)
+    taken = [0, 0, 0]
+    for step in steps:
+        for group in step.groups:
+            assert group.batch_size == 16  # no shorter last batch
+            for agent in group.agents.tolist():
+                taken[agent] += 1
+    assert taken == [2 * (53 // 16), 2 * (449 // 16), 2 * (845 // 16)]  # E * floor(n / B)
+    assert len(steps) == 2 * (845 // 16)
+
+
+def test_drop_last_with_a_shard_smaller_than_a_batch_fails_in_setup():
+    data = CollaborativeDataModule(num_agents=3, split="powerlaw", batch_size=64, drop_last=True)
+    with pytest.raises(
+        ValueError,
+        match=r"With `drop_last`=True every shard needs at least `batch_size`=64 examples, but agent 0 has 53 and "
+        r"would never train",
+    ):
+        data.setup("fit")
+
+
+def test_drop_last_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"Expected `drop_last` to be True or False, but got 'yes'"):
+        CollaborativeDataModule(num_agents=3, drop_last="yes")
+
+
 def test_dirichlet_on_digits():
     data = make_datamodule(num_agents=4, split="dirichlet", dirichlet_alpha=0.2, sample_size_cap=800)
     assert sum(data.shard_sizes) == 800 and min(data.shard_sizes) >= 1
