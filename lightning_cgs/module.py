@@ -323,8 +323,8 @@ class CollaborativeModule(L.LightningModule):
 
     def _log_train_loss(self) -> None:
         agents = self.agent_rows
-        per_agent = (self._round_loss[agents] / self._round_steps[agents].clamp(min=1)).tolist()
-        per_agent = {i: value for i, value in enumerate(per_agent) if i not in self.free_riders}  # riders train not
+        losses = (self._round_loss[agents] / self._round_steps[agents].clamp(min=1)).tolist()
+        per_agent = {i: value for i, value in enumerate(losses) if i not in self.free_riders}  # riders train not
         if not per_agent:
             return
         mean = sum(per_agent.values()) / len(per_agent)

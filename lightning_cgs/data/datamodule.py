@@ -20,7 +20,7 @@ from lightning_cgs.data._checks import (
 from lightning_cgs.data.datasets import DatasetTensors, get_dataset_info, resolve_data_dir
 from lightning_cgs.data.materialise import materialise_dataset
 from lightning_cgs.data.rounds import RoundSampler, RoundStepDataset
-from lightning_cgs.data.schedule import RoundSchedule
+from lightning_cgs.data.schedule import RoundSchedule, check_full_batches
 from lightning_cgs.data.splits import (
     SPLIT_NAMES,
     SplitName,
@@ -250,7 +250,7 @@ class CollaborativeDataModule(L.LightningDataModule):
                 )
         shards = [np.sort(candidates[agent_positions]) for agent_positions in positions]
         if self.drop_last:  # a shard smaller than one batch would never train: say so now, not in the first round
-            RoundSchedule([len(shard) for shard in shards], self.batch_size, local_epochs=1, drop_last=True)
+            check_full_batches([len(shard) for shard in shards], self.batch_size)
 
         if self.label_noise:
             labels = apply_label_noise(labels, shards, self.label_noise, num_classes=num_classes, seed=noise_seed)

@@ -71,13 +71,8 @@ class RoundSchedule:
         self.seed = check_int("seed", seed, minimum=0)
         self.drop_last = bool(drop_last)
         self.shard_sizes = [int(size) for size in shard_sizes]
-        if self.drop_last and min(self.shard_sizes) < self.batch_size:
-            agent = int(np.argmin(self.shard_sizes))
-            raise ValueError(
-                f"With `drop_last`=True every shard needs at least `batch_size`={self.batch_size} examples, but agent "
-                f"{agent} has {self.shard_sizes[agent]} and would never train. Lower `batch_size` or set "
-                "`drop_last`=False."
-            )
+        if self.drop_last:
+            check_full_batches(self.shard_sizes, self.batch_size)
 
         rounding = math.floor if self.drop_last else math.ceil
         self.batches_per_epoch = [rounding(size / self.batch_size) for size in self.shard_sizes]
@@ -136,4 +131,18 @@ class RoundSchedule:
         return (
             f"{type(self).__name__}(shard_sizes={self.shard_sizes}, batch_size={self.batch_size}, "
             f"local_epochs={self.local_epochs}, seed={self.seed}, drop_last={self.drop_last})"
+        )
+
+
+def check_full_batches(shard_sizes: Sequence[int], batch_size: int) -> None:
+    """With ``drop_last``, every shard must hold a full mini-batch, or its agent would never train.
+
+    Raises:
+        ValueError: naming the smallest shard's agent, its size and ``batch_size``.
+    """
+    if min(shard_sizes) < batch_size:
+        agent = int(np.argmin(shard_sizes))
+        raise ValueError(
+            f"With `drop_last`=True every shard needs at least `batch_size`={batch_size} examples, but agent "
+            f"{agent} has {shard_sizes[agent]} and would never train. Lower `batch_size` or set `drop_last`=False."
         )
